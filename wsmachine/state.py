@@ -1,0 +1,97 @@
+"""Connection states and the one table of transitions between them.
+
+The table is the single source: :class:`~wsmachine.Connection` moves only through
+:func:`transition`, the tests walk every state × action pair, and the docs draw the diagram
+from :data:`TRANSITIONS`.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from .errors import LocalProtocolError
+
+__all__ = ["TRANSITIONS", "Action", "State", "transition"]
+
+
+class State(enum.Enum):
+    """Where a connection is in its life (RFC 6455 §4, §7)."""
+
+    #: The opening handshake is under way.
+    CONNECTING = "CONNECTING"
+    #: The handshake succeeded; messages flow both ways.
+    OPEN = "OPEN"
+    #: This side sent a Close frame and waits for the peer's (RFC 6455 §7.1.2).
+    CLOSING = "CLOSING"
+    #: Both Close frames were exchanged, the connection failed, or the stream ended.
+    CLOSED = "CLOSED"
+    #: The opening handshake ended with an HTTP answer other than 101.
+    REJECTED = "REJECTED"
+
+
+class Action(enum.Enum):
+    """What can happen to a connection: a call of the local user or input from the peer."""
+
+    #: Server: the machine answered the upgrade with 101 (``accept``).
+    ACCEPT = "accept"
+    #: Server: an HTTP answer other than 101 was written (``reject`` or a bad request).
+    REJECT = "reject"
+    #: Client: a valid 101 arrived.
+    RECEIVE_ACCEPT = "receive 101"
+    #: Client: a non-101 answer, or an invalid 101, arrived.
+    RECEIVE_REJECT = "receive rejection"
+    #: The local user sends a data frame, Ping or Pong.
+    SEND_DATA = "send data"
+    #: The local user starts the closing handshake (``close``).
+    SEND_CLOSE = "send Close"
+    #: A Close frame arrived from the peer (the echo is queued when this side had not sent one).
+    RECEIVE_CLOSE = "receive Close"
+    #: The peer broke the protocol: a failing Close is queued (RFC 6455 §7.1.7).
+    FAIL = "fail"
+    #: The peer's byte stream ended.
+    RECEIVE_EOF = "receive EOF"
+
+
+_S = State
+_A = Action
+
+#: Every allowed (state, action) pair and the state it leads to. A missing pair is forbidden.
+TRANSITIONS: dict[tuple[State, Action], State] = {
+    (_S.CONNECTING, _A.ACCEPT): _S.OPEN,
+    (_S.CONNECTING, _A.REJECT): _S.REJECTED,
+    (_S.CONNECTING, _A.RECEIVE_ACCEPT): _S.OPEN,
+    (_S.CONNECTING, _A.RECEIVE_REJECT): _S.REJECTED,
+    (_S.CONNECTING, _A.RECEIVE_EOF): _S.CLOSED,
+    (_S.OPEN, _A.SEND_DATA): _S.OPEN,
+    (_S.OPEN, _A.SEND_CLOSE): _S.CLOSING,
+    (_S.OPEN, _A.RECEIVE_CLOSE): _S.CLOSED,
+    (_S.OPEN, _A.FAIL): _S.CLOSED,
+    (_S.OPEN, _A.RECEIVE_EOF): _S.CLOSED,
+    # (CLOSING, SEND_DATA) is absent: no frame may follow our Close (RFC 6455 §5.5.1).
+    (_S.CLOSING, _A.RECEIVE_CLOSE): _S.CLOSED,
+    (_S.CLOSING, _A.FAIL): _S.CLOSED,
+    (_S.CLOSING, _A.RECEIVE_EOF): _S.CLOSED,
+    (_S.CLOSED, _A.RECEIVE_EOF): _S.CLOSED,
+    (_S.REJECTED, _A.RECEIVE_EOF): _S.REJECTED,
+}
+
+_RULES: dict[Action, str] = {
+    _A.ACCEPT: "only a pending handshake can be accepted (RFC 6455 §4.2.2)",
+    _A.REJECT: "only a pending handshake can be rejected (RFC 6455 §4.2.2)",
+    _A.SEND_DATA: "data, Ping and Pong frames need an OPEN connection and may not follow a "
+    "Close frame (RFC 6455 §5.5.1)",
+    _A.SEND_CLOSE: "a Close frame may be sent once, on an OPEN connection (RFC 6455 §5.5.1)",
+}
+
+
+def transition(state: State, action: Action) -> State:
+    """Return the state that ``action`` leads to from ``state``.
+
+    :raises LocalProtocolError: the table has no such pair; the message names the state and
+        the RFC rule.
+    """
+    try:
+        return TRANSITIONS[state, action]
+    except KeyError:
+        rule = _RULES.get(action, "the peer's input is ignored in this state")
+        raise LocalProtocolError(f"cannot {action.value} in state {state.name}: {rule}") from None

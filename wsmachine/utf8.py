@@ -1,0 +1,49 @@
+"""UTF-8 validation of text messages (RFC 6455 §5.6, §8.1), one-shot and incremental.
+
+CPython's C codec validates and decodes in one pass, so whole messages use ``bytes.decode``.
+Fragmented messages use the incremental decoder, which already rejects a bad byte as soon as it
+arrives, with one gap: it holds back ``ED A0``-``ED BF`` (the start of a UTF-16 surrogate,
+never valid in UTF-8, RFC 3629 §4) until the third byte comes. :class:`IncrementalValidator`
+closes that gap, so invalid text fails at the first fragment that makes it impossible.
+"""
+
+from __future__ import annotations
+
+import codecs
+
+__all__ = ["IncrementalValidator", "InvalidUTF8Error"]
+
+_Decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class InvalidUTF8Error(ValueError):
+    """The bytes are not, and cannot become, valid UTF-8."""
+
+
+class IncrementalValidator:
+    """Decode UTF-8 piece by piece, failing at the first piece that cannot lead to valid text."""
+
+    __slots__ = ("_decoder",)
+
+    def __init__(self) -> None:
+        self._decoder = _Decoder()
+
+    def decode(self, data: bytes, final: bool) -> str:
+        """Decode the next piece; ``final=True`` on the last one.
+
+        :raises InvalidUTF8Error: the text so far is invalid, or ends in bytes no continuation can
+            make valid.
+        """
+        try:
+            text: str = self._decoder.decode(data, final)
+        except UnicodeDecodeError as exc:
+            raise InvalidUTF8Error(str(exc)) from None
+        if not final:
+            pending = self._decoder.getstate()[0]
+            if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
+                raise InvalidUTF8Error("bytes ED A0-BF start a UTF-16 surrogate (RFC 3629 §4)")
+        return text
+
+    def reset(self) -> None:
+        """Forget any pending bytes, ready for a new message."""
+        self._decoder.reset()

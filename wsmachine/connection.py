@@ -232,7 +232,7 @@ class Connection(abc.ABC):
                             "expected a continuation frame (RFC 6455 §5.4)"
                         )
                     if self._codecs:
-                        payload = self._decode(opcode, fin, rsv, payload)
+                        payload = self._decode(opcode, fin, rsv, payload, self._max_message_size)
                     if fin and not self._stream:
                         # The common case: a whole message in one frame.
                         if opcode == _TEXT:
@@ -253,7 +253,8 @@ class Connection(abc.ABC):
                             "(RFC 6455 §5.4)"
                         )
                     if self._codecs:
-                        payload = self._decode(opcode, fin, rsv, payload)
+                        budget = self._max_message_size - self._msg_size
+                        payload = self._decode(opcode, fin, rsv, payload, budget)
                     self._message_part(payload, fin, events)
                 else:
                     if rsv:
@@ -276,9 +277,9 @@ class Connection(abc.ABC):
             self._fail(error, events)
         return events
 
-    def _decode(self, opcode: int, fin: bool, rsv: int, payload: bytes) -> bytes:
+    def _decode(self, opcode: int, fin: bool, rsv: int, payload: bytes, budget: int) -> bytes:
         for codec in reversed(self._codecs):
-            payload = codec.decode(opcode, fin, rsv, payload)
+            payload = codec.decode(opcode, fin, rsv, payload, budget)
         return payload
 
     def _bad_utf8(self, detail: str = "") -> RemoteProtocolError:
@@ -351,7 +352,7 @@ class Connection(abc.ABC):
         key = masks.next_key() if masks is not None else None
         return build_frame(opcode, payload, fin=fin, rsv=rsv, mask_key=key)
 
-    def _send_data(self, opcode: int, payload: bytes, final: bool) -> None:
+    def _send_data(self, opcode: int, payload: bytes, final: bool, compress: bool) -> None:
         if self._state is not _OPEN:
             transition(self._state, Action.SEND_DATA)  # raises, naming the state and rule
         sending = self._send_opcode
@@ -367,25 +368,33 @@ class Connection(abc.ABC):
         self._send_opcode = 0 if final else opcode
         rsv = 0
         for codec in self._codecs:
-            bits, payload = codec.encode(frame_opcode, final, payload)
+            bits, payload = codec.encode(frame_opcode, final, payload, compress=compress)
             rsv |= bits
         self._out.append(self._frame(frame_opcode, payload, final, rsv))
 
-    def send_text(self, data: str, *, final: bool = True) -> None:
+    def send_text(self, data: str, *, final: bool = True, compress: bool = True) -> None:
         """Queue a text message, or with ``final=False`` a fragment of one (RFC 6455 §5.4).
+
+        ``compress=False`` sends this message uncompressed even when permessage-deflate is
+        on: for data already compressed, or secrets next to attacker-chosen text (RFC 7692
+        §8). A fragmented message is compressed or not as its first fragment says.
 
         :raises LocalProtocolError: the connection is not OPEN, or a binary message is being
             sent in fragments.
         """
-        self._send_data(_TEXT, data.encode("utf-8"), final)
+        self._send_data(_TEXT, data.encode("utf-8"), final, compress)
 
-    def send_binary(self, data: bytes | bytearray | memoryview, *, final: bool = True) -> None:
+    def send_binary(
+        self, data: bytes | bytearray | memoryview, *, final: bool = True, compress: bool = True
+    ) -> None:
         """Queue a binary message, or with ``final=False`` a fragment of one (RFC 6455 §5.4).
+
+        ``compress`` is as for :meth:`send_text`.
 
         :raises LocalProtocolError: the connection is not OPEN, or a text message is being
             sent in fragments.
         """
-        self._send_data(_BINARY, bytes(data), final)
+        self._send_data(_BINARY, bytes(data), final, compress)
 
     def _send_control(self, opcode: int, payload: bytes | bytearray | memoryview) -> None:
         if self._state is not _OPEN:

@@ -27,10 +27,12 @@ class ExtensionCodec(abc.ABC):
     rsv_bits: int = 0
 
     @abc.abstractmethod
-    def decode(self, opcode: int, fin: bool, rsv: int, payload: bytes) -> bytes:
+    def decode(self, opcode: int, fin: bool, rsv: int, payload: bytes, max_size: int) -> bytes:
         """Transform a received data frame's payload.
 
         ``opcode`` is TEXT or BINARY on a message's first frame and CONTINUATION after it.
+        ``max_size`` is what is left of the message size limit: a codec that expands data
+        must not produce more, and must fail with 1009 rather than allocate past it.
 
         :raises RemoteProtocolError: the frame breaks the extension's rules (with the close
             code to send).

@@ -74,6 +74,8 @@ class Connection(abc.ABC):
         "_msg_parts",
         "_msg_size",
         "_out",
+        "_peek_offset",
+        "_peek_utf8",
         "_reader",
         "_send_opcode",
         "_state",
@@ -113,6 +115,8 @@ class Connection(abc.ABC):
         self._send_opcode = 0  # opcode of the fragmented message being sent, 0 between messages
         self._failed = False
         self._eof = False
+        self._peek_utf8: IncrementalValidator | None = None  # see _check_partial_text
+        self._peek_offset = 0
 
     # -- inspection ---------------------------------------------------------------------
 
@@ -159,14 +163,17 @@ class Connection(abc.ABC):
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
         """Feed bytes read from the peer; return the events they complete, in order.
 
-        Input after the connection has closed is ignored (RFC 6455 §1.4). A protocol violation
-        by the peer is not raised: the answer the RFC requires is queued and a :class:`Close`
-        or :class:`Rejected` event carries the :class:`RemoteProtocolError`.
+        Input after the connection has closed is ignored (RFC 6455 §1.4), and so is empty
+        ``data``: the end of the stream is reported with :meth:`receive_eof`. A protocol
+        violation by the peer is not raised: the answer the RFC requires is queued and a
+        :class:`Close` or :class:`Rejected` event carries the :class:`RemoteProtocolError`.
 
         :raises LocalProtocolError: called after :meth:`receive_eof`.
         """
         if self._eof:
             raise LocalProtocolError("receive_data() after receive_eof(): the stream has ended")
+        if not data:
+            return []  # h11 would take b"" for the end of the stream
         state = self._state
         if state is _OPEN or state is _CLOSING:
             return self._receive_frames(data)
@@ -271,11 +278,42 @@ class Connection(abc.ABC):
                     else:
                         self._receive_close(payload, events)
                         return events  # nothing after a Close is read (RFC 6455 §1.4)
+            if error is None and reader.buffered():
+                self._check_partial_text(reader, restart=bool(frames))
         except RemoteProtocolError as exc:
             error = exc
         if error is not None:
             self._fail(error, events)
         return events
+
+    def _check_partial_text(self, reader: FrameReader, restart: bool) -> None:
+        """Validate the UTF-8 of a text frame that has only partly arrived.
+
+        A frame's bytes may trickle in over many reads; checking them as they come fails an
+        invalid message at once instead of when the frame ends (RFC 6455 §8.1 fails fast).
+        Compressed frames are checked once inflated, after the frame ends.
+        """
+        if restart:
+            self._peek_utf8 = None
+            self._peek_offset = 0
+        partial = reader.peek_payload(self._peek_offset)
+        if partial is None:
+            return
+        opcode, rsv, chunk = partial
+        validator = self._peek_utf8
+        if validator is None:
+            if opcode == _TEXT and not rsv and not self._msg_opcode:
+                validator = IncrementalValidator()
+            elif opcode == _CONT and self._msg_opcode == _TEXT and not self._codecs:
+                validator = self._utf8.copy() if self._utf8 else IncrementalValidator()
+            else:
+                return
+            self._peek_utf8 = validator
+        try:
+            validator.decode(chunk, False)
+        except InvalidUTF8Error as exc:
+            raise self._bad_utf8(f": {exc}") from None
+        self._peek_offset += len(chunk)
 
     def _decode(self, opcode: int, fin: bool, rsv: int, payload: bytes, budget: int) -> bytes:
         for codec in reversed(self._codecs):

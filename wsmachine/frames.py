@@ -135,6 +135,32 @@ class FrameReader:
         """How many received bytes wait for the rest of their frame."""
         return len(self._buf)
 
+    def peek_payload(self, start: int) -> tuple[int, int, bytes] | None:
+        """Look into the incomplete frame at the head of the buffer.
+
+        Return its opcode, its RSV bits and its unmasked payload bytes from offset ``start``
+        up to what has arrived, or ``None`` while its header is incomplete. Call only after
+        :meth:`feed` returned without an error.
+        """
+        buf = self._buf
+        n = len(buf)
+        if n < 2:
+            return None
+        b0 = buf[0]
+        b1 = buf[1]
+        size = b1 & 0x7F
+        header = 2 if size < 126 else 4 if size == 126 else 10
+        if b1 & 0x80:
+            header += 4
+        if n < header:
+            return None
+        chunk = bytes(buf[header + start : n])
+        if b1 & 0x80:
+            key = bytes(buf[header - 4 : header])
+            shift = start & 3
+            chunk = apply_mask(chunk, key[shift:] + key[:shift])
+        return b0 & 0x0F, b0 & 0x70, chunk
+
     def feed(
         self, data: bytes | bytearray | memoryview
     ) -> tuple[list[Frame], RemoteProtocolError | None]:

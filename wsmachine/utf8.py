@@ -44,6 +44,12 @@ class IncrementalValidator:
                 raise InvalidUTF8Error("bytes ED A0-BF start a UTF-16 surrogate (RFC 3629 §4)")
         return text
 
+    def copy(self) -> IncrementalValidator:
+        """A validator in the same state, to look ahead without touching this one."""
+        twin = IncrementalValidator()
+        twin._decoder.setstate(self._decoder.getstate())
+        return twin
+
     def reset(self) -> None:
         """Forget any pending bytes, ready for a new message."""
         self._decoder.reset()

@@ -63,7 +63,12 @@ def check_code_to_send(code: int, reason: str) -> bytes:
             f"close code {code} may not be sent: expected 1000-1003, 1007-1014 or 3000-4999 "
             "(RFC 6455 §7.4.1, §7.4.2)"
         )
-    encoded = reason.encode("utf-8")
+    try:
+        encoded = reason.encode("utf-8")
+    except UnicodeEncodeError:
+        raise LocalProtocolError(
+            "close reason holds a lone surrogate, which UTF-8 cannot encode (RFC 6455 §5.5.1)"
+        ) from None
     if len(encoded) > MAX_REASON_BYTES:
         raise LocalProtocolError(
             f"close reason is {len(encoded)} bytes in UTF-8; at most {MAX_REASON_BYTES} fit in a "

@@ -296,12 +296,12 @@ class Connection(abc.ABC):
         if restart:
             self._peek_utf8 = None
             self._peek_offset = 0
-        partial = reader.peek_payload(self._peek_offset)
-        if partial is None:
-            return
-        opcode, rsv, chunk = partial
         validator = self._peek_utf8
         if validator is None:
+            head = reader.peek_head()
+            if head is None:
+                return
+            opcode, rsv = head
             if opcode == _TEXT and not rsv and not self._msg_opcode:
                 validator = IncrementalValidator()
             elif opcode == _CONT and self._msg_opcode == _TEXT and not self._codecs:
@@ -309,10 +309,11 @@ class Connection(abc.ABC):
             else:
                 return
             self._peek_utf8 = validator
+        chunk = reader.peek_payload(self._peek_offset)
         try:
             validator.decode(chunk, False)
-        except InvalidUTF8Error as exc:
-            raise self._bad_utf8(f": {exc}") from None
+        except InvalidUTF8Error:
+            raise self._bad_utf8() from None
         self._peek_offset += len(chunk)
 
     def _decode(self, opcode: int, fin: bool, rsv: int, payload: bytes, budget: int) -> bytes:
@@ -320,9 +321,11 @@ class Connection(abc.ABC):
             payload = codec.decode(opcode, fin, rsv, payload, budget)
         return payload
 
-    def _bad_utf8(self, detail: str = "") -> RemoteProtocolError:
+    def _bad_utf8(self) -> RemoteProtocolError:
+        # No codec detail: its byte positions count from wherever a read happened to split the
+        # frame, and the reason sent must not depend on how the bytes were split.
         return RemoteProtocolError(
-            f"text message is not valid UTF-8{detail} (RFC 6455 §8.1)",
+            "text message is not valid UTF-8 (RFC 6455 §8.1)",
             close_code=CloseCode.INVALID_FRAME_PAYLOAD_DATA,
         )
 
@@ -343,8 +346,8 @@ class Connection(abc.ABC):
                 validator = self._utf8 = IncrementalValidator()
             try:
                 text = validator.decode(payload, fin)
-            except InvalidUTF8Error as exc:
-                raise self._bad_utf8(f": {exc}") from None
+            except InvalidUTF8Error:
+                raise self._bad_utf8() from None
             if self._stream:
                 events.append(Text(data=text, final=fin))
             else:
@@ -420,7 +423,13 @@ class Connection(abc.ABC):
         :raises LocalProtocolError: the connection is not OPEN, or a binary message is being
             sent in fragments.
         """
-        self._send_data(_TEXT, data.encode("utf-8"), final, compress)
+        try:
+            payload = data.encode("utf-8")
+        except UnicodeEncodeError:
+            raise LocalProtocolError(
+                "text holds a lone surrogate, which UTF-8 cannot encode (RFC 6455 §5.6)"
+            ) from None
+        self._send_data(_TEXT, payload, final, compress)
 
     def send_binary(
         self, data: bytes | bytearray | memoryview, *, final: bool = True, compress: bool = True
@@ -529,13 +538,7 @@ class ServerConnection(Connection):
         if self._request is not None:
             # Waiting for accept() or reject(): keep what the client sends early, bounded.
             self._early += data
-            if len(self._early) <= self._max_frame_size + self._max_handshake_size:
-                return []
-            error = RemoteProtocolError(
-                "the client sent more than one frame before the handshake was answered "
-                "(RFC 6455 §4.1)"
-            )
-            return [self._refuse(handshake, error)]
+            return self._check_early(handshake)
         try:
             request = handshake.receive_data(data)
         except RemoteProtocolError as error:
@@ -544,7 +547,16 @@ class ServerConnection(Connection):
             return []
         self._request = request
         self._early += handshake.trailing
-        return [request]
+        return [request, *self._check_early(handshake)]
+
+    def _check_early(self, handshake: ServerHandshake) -> list[Event]:
+        """Refuse when the bytes sent before the answer pass the bound, however they came."""
+        if len(self._early) <= self._max_frame_size + self._max_handshake_size:
+            return []
+        error = RemoteProtocolError(
+            "the client sent more than one frame before the handshake was answered (RFC 6455 §4.1)"
+        )
+        return [self._refuse(handshake, error)]
 
     def _refuse(self, handshake: ServerHandshake, error: RemoteProtocolError) -> Rejected:
         rejected = handshake.error_response(error)

@@ -135,31 +135,37 @@ class FrameReader:
         """How many received bytes wait for the rest of their frame."""
         return len(self._buf)
 
-    def peek_payload(self, start: int) -> tuple[int, int, bytes] | None:
-        """Look into the incomplete frame at the head of the buffer.
+    def peek_head(self) -> tuple[int, int] | None:
+        """The opcode and RSV bits of the incomplete frame at the head of the buffer, if any."""
+        buf = self._buf
+        if not buf:
+            return None
+        b0 = buf[0]
+        return b0 & 0x0F, b0 & 0x70
 
-        Return its opcode, its RSV bits and its unmasked payload bytes from offset ``start``
-        up to what has arrived, or ``None`` while its header is incomplete. Call only after
-        :meth:`feed` returned without an error.
+    def peek_payload(self, start: int) -> bytes:
+        """The unmasked payload bytes of the incomplete head frame, from offset ``start`` up
+        to what has arrived (``b""`` while its header is incomplete).
+
+        Call only after :meth:`feed` returned without an error.
         """
         buf = self._buf
         n = len(buf)
         if n < 2:
-            return None
-        b0 = buf[0]
+            return b""
         b1 = buf[1]
         size = b1 & 0x7F
         header = 2 if size < 126 else 4 if size == 126 else 10
         if b1 & 0x80:
             header += 4
-        if n < header:
-            return None
+        if n <= header + start:
+            return b""
         chunk = bytes(buf[header + start : n])
         if b1 & 0x80:
             key = bytes(buf[header - 4 : header])
             shift = start & 3
             chunk = apply_mask(chunk, key[shift:] + key[:shift])
-        return b0 & 0x0F, b0 & 0x70, chunk
+        return chunk
 
     def feed(
         self, data: bytes | bytearray | memoryview

@@ -104,10 +104,13 @@ def parse_token_list(
             pos = _skip_ows(text, pos)
             if pos < n and text[pos] != ",":
                 end = _token(text, pos)
-                if allow_slash and end < n and text[end] == "/":
-                    end = _token(text, end + 1)
                 if end == pos:
                     raise _fail(header, text, pos, "a token")
+                if allow_slash and end < n and text[end] == "/":
+                    version_end = _token(text, end + 1)
+                    if version_end == end + 1:
+                        raise _fail(header, text, end + 1, "a protocol version (a token)")
+                    end = version_end
                 result.append(text[pos:end])
                 pos = _skip_ows(text, end)
             if pos >= n:

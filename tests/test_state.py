@@ -1,0 +1,136 @@
+"""The connection state table: RFC 6455 §4 (opening handshake), §5.5.1 and §7 (closing).
+
+Every State × Action pair is walked: allowed pairs lead to their target, all others raise
+LocalProtocolError naming the state.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from wsmachine.errors import LocalProtocolError, ProtocolError
+from wsmachine.state import TRANSITIONS, Action, State, transition
+
+S, A = State, Action
+
+# The table, written out again from the RFC so that a change to the module's table is noticed.
+EXPECTED: dict[tuple[State, Action], State] = {
+    # §4.2.2 server answers the handshake; §4.1 client reads the answer; EOF during handshake.
+    (S.CONNECTING, A.ACCEPT): S.OPEN,
+    (S.CONNECTING, A.REJECT): S.REJECTED,
+    (S.CONNECTING, A.RECEIVE_ACCEPT): S.OPEN,
+    (S.CONNECTING, A.RECEIVE_REJECT): S.REJECTED,
+    (S.CONNECTING, A.RECEIVE_EOF): S.CLOSED,
+    # §6 data transfer; §7.1.2 start closing; §7.1.5 peer closes first; §7.1.7 fail.
+    (S.OPEN, A.SEND_DATA): S.OPEN,
+    (S.OPEN, A.SEND_CLOSE): S.CLOSING,
+    (S.OPEN, A.RECEIVE_CLOSE): S.CLOSED,
+    (S.OPEN, A.FAIL): S.CLOSED,
+    (S.OPEN, A.RECEIVE_EOF): S.CLOSED,
+    # §5.5.1: after our Close, no more data; the peer's Close completes the handshake.
+    (S.CLOSING, A.RECEIVE_CLOSE): S.CLOSED,
+    (S.CLOSING, A.FAIL): S.CLOSED,
+    (S.CLOSING, A.RECEIVE_EOF): S.CLOSED,
+    # Terminal states only see the stream end.
+    (S.CLOSED, A.RECEIVE_EOF): S.CLOSED,
+    (S.REJECTED, A.RECEIVE_EOF): S.REJECTED,
+}
+
+ALL_PAIRS = list(itertools.product(State, Action))
+ALLOWED = [pair for pair in ALL_PAIRS if pair in EXPECTED]
+FORBIDDEN = [pair for pair in ALL_PAIRS if pair not in EXPECTED]
+USER_ACTIONS = {A.ACCEPT, A.REJECT, A.SEND_DATA, A.SEND_CLOSE}
+
+
+def pair_id(pair: tuple[State, Action]) -> str:
+    return f"{pair[0].name}-{pair[1].name}"
+
+
+class TestTable:
+    """The module's table is exactly the RFC's."""
+
+    def test_table_is_as_specified(self) -> None:
+        assert TRANSITIONS == EXPECTED
+
+    def test_walk_covers_every_pair(self) -> None:
+        assert len(ALL_PAIRS) == len(State) * len(Action) == 45
+        assert len(ALLOWED) == 15
+        assert len(ALLOWED) + len(FORBIDDEN) == len(ALL_PAIRS)
+
+
+class TestWalk:
+    """Every State × Action pair."""
+
+    @pytest.mark.parametrize("pair", ALLOWED, ids=pair_id)
+    def test_allowed_pair_returns_its_target(self, pair: tuple[State, Action]) -> None:
+        state, action = pair
+        assert transition(state, action) is EXPECTED[pair]
+
+    @pytest.mark.parametrize("pair", FORBIDDEN, ids=pair_id)
+    def test_forbidden_pair_raises(self, pair: tuple[State, Action]) -> None:
+        state, action = pair
+        with pytest.raises(LocalProtocolError) as info:
+            transition(state, action)
+        message = str(info.value)
+        assert f"state {state.name}" in message
+        assert action.value in message
+        assert isinstance(info.value, ProtocolError)
+        if action in USER_ACTIONS:
+            assert "RFC 6455 §" in message, message
+
+
+class TestRFCRules:
+    """Specific rules, checked through ``transition``."""
+
+    def test_rfc_5_5_1_no_data_after_our_close(self) -> None:
+        # RFC 6455 §5.5.1: after sending a Close frame, the endpoint sends no more data.
+        state = transition(S.OPEN, A.SEND_CLOSE)
+        assert state is S.CLOSING
+        with pytest.raises(LocalProtocolError, match="CLOSING"):
+            transition(state, A.SEND_DATA)
+        with pytest.raises(LocalProtocolError, match="CLOSING"):
+            transition(state, A.SEND_CLOSE)
+
+    @pytest.mark.parametrize("state", [S.CONNECTING, S.CLOSING, S.CLOSED, S.REJECTED])
+    def test_rfc_6_1_data_only_when_open(self, state: State) -> None:
+        with pytest.raises(LocalProtocolError, match=state.name):
+            transition(state, A.SEND_DATA)
+
+    @pytest.mark.parametrize("action", [A.ACCEPT, A.REJECT])
+    @pytest.mark.parametrize("state", [S.OPEN, S.CLOSING, S.CLOSED, S.REJECTED])
+    def test_rfc_4_2_2_handshake_answered_once(self, state: State, action: Action) -> None:
+        with pytest.raises(LocalProtocolError, match=r"§4\.2\.2"):
+            transition(state, action)
+
+    @pytest.mark.parametrize("state", list(State))
+    def test_eof_is_accepted_in_every_state(self, state: State) -> None:
+        # The peer can always drop the TCP connection; that is never a local misuse.
+        assert transition(state, A.RECEIVE_EOF) in (S.CLOSED, S.REJECTED)
+
+    @pytest.mark.parametrize("state", [S.CLOSED, S.REJECTED])
+    def test_terminal_states_stay(self, state: State) -> None:
+        for action in Action:
+            if (state, action) in TRANSITIONS:
+                assert transition(state, action) is state
+
+    def test_every_state_is_reachable_from_connecting(self) -> None:
+        seen = {S.CONNECTING}
+        frontier = [S.CONNECTING]
+        while frontier:
+            state = frontier.pop()
+            for action in Action:
+                if (state, action) in TRANSITIONS:
+                    target = transition(state, action)
+                    if target not in seen:
+                        seen.add(target)
+                        frontier.append(target)
+        assert seen == set(State)
+
+    def test_closing_handshake_paths(self) -> None:
+        # §7.1.2 we close first; §7.1.5 the peer closes first (the echo is sent by the machine).
+        assert transition(transition(S.OPEN, A.SEND_CLOSE), A.RECEIVE_CLOSE) is S.CLOSED
+        assert transition(S.OPEN, A.RECEIVE_CLOSE) is S.CLOSED
+        with pytest.raises(LocalProtocolError, match="CLOSED"):
+            transition(S.CLOSED, A.SEND_CLOSE)

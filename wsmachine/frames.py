@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Callable
 
 from .errors import RemoteProtocolError
 
@@ -45,7 +46,7 @@ _XOR_TABLES = [bytes(b ^ k for b in range(256)) for k in range(256)]
 _TRANSLATE_THRESHOLD = 2048
 
 
-def apply_mask(data: bytes | bytearray, key: bytes) -> bytes:
+def _py_apply_mask(data: bytes | bytearray, key: bytes) -> bytes:
     """XOR ``data`` with the 4-byte ``key`` repeated (RFC 6455 §5.3); its own inverse."""
     n = len(data)
     if n < _TRANSLATE_THRESHOLD:
@@ -60,6 +61,15 @@ def apply_mask(data: bytes | bytearray, key: bytes) -> bytes:
     out[2::4] = data[2::4].translate(tables[key[2]])
     out[3::4] = data[3::4].translate(tables[key[3]])
     return bytes(out)
+
+
+#: XOR ``data`` with the 4-byte ``key`` repeated (RFC 6455 §5.3): the compiled version when
+#: it was built, else the pure-Python one. Both give identical bytes.
+apply_mask: Callable[[bytes | bytearray, bytes], bytes]
+try:
+    from ._speedups import apply_mask
+except ImportError:  # no compiler at install time: the pure-Python path, tested the same way
+    apply_mask = _py_apply_mask
 
 
 class MaskKeySource:

@@ -94,7 +94,7 @@ def parse_close_payload(payload: bytes) -> tuple[int, str]:
     """
     n = len(payload)
     if n == 0:
-        return CloseCode.NO_STATUS_RCVD, ""
+        return int(CloseCode.NO_STATUS_RCVD), ""
     if n == 1:
         raise RemoteProtocolError(
             "Close frame payload is 1 byte: expected none, or a 2-byte code (RFC 6455 §5.5.1)",

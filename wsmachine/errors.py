@@ -31,5 +31,5 @@ class RemoteProtocolError(ProtocolError):
 
     def __init__(self, message: str, *, close_code: int = 1002, status_hint: int = 400) -> None:
         super().__init__(message)
-        self.close_code = close_code
-        self.status_hint = status_hint
+        self.close_code = int(close_code)  # a plain int, even when given a CloseCode
+        self.status_hint = int(status_hint)

@@ -88,9 +88,14 @@ class Rejected:
     client side the status it received.
     """
 
+    #: The HTTP status: received (client) or answered (server); 0 when the client could not
+    #: parse the server's answer at all.
     status_code: int
+    #: The response headers (received on the client, written on the server).
     headers: Headers
+    #: The response body, cut at the client's ``max_rejection_body``.
     body: bytes = b""
+    #: ``None`` when the server refused on purpose; else what broke the protocol.
     error: RemoteProtocolError | None = field(default=None, compare=False)
 
 
@@ -98,6 +103,7 @@ class Rejected:
 class Text:
     """A text message, or in streaming mode a piece of one (RFC 6455 §5.6)."""
 
+    #: The text, already checked to be valid UTF-8 and decoded.
     data: str
     #: ``True`` on the last piece of a message; always ``True`` unless streaming.
     final: bool = True
@@ -107,6 +113,7 @@ class Text:
 class Binary:
     """A binary message, or in streaming mode a piece of one (RFC 6455 §5.6)."""
 
+    #: The bytes of the message (or of the piece).
     data: bytes
     #: ``True`` on the last piece of a message; always ``True`` unless streaming.
     final: bool = True
@@ -116,6 +123,7 @@ class Binary:
 class Ping:
     """The peer sent a Ping (RFC 6455 §5.5.2); the Pong is queued unless auto-pong is off."""
 
+    #: The application data of the Ping (at most 125 bytes).
     payload: bytes = b""
 
 
@@ -123,6 +131,7 @@ class Ping:
 class Pong:
     """The peer sent a Pong (RFC 6455 §5.5.3)."""
 
+    #: The application data of the Pong (at most 125 bytes).
     payload: bytes = b""
 
 
@@ -136,8 +145,11 @@ class Close:
     ...) or 1006 when the stream ended without a Close (RFC 6455 §7.1.5).
     """
 
+    #: The close code (RFC 6455 §7.4), a plain int.
     code: int
+    #: The reason text (at most 123 bytes of UTF-8).
     reason: str = ""
+    #: ``None`` exactly when the peer sent the Close; else what went wrong.
     error: RemoteProtocolError | None = field(default=None, compare=False)
 
 

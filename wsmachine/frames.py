@@ -258,7 +258,8 @@ class FrameReader:
             elif length > max_size:
                 error = _error(
                     f"frame payload of {length} bytes exceeds the limit of "
-                    f"{max_size} bytes (max_frame_size; RFC 6455 §10.4)",
+                    f"{max_size} bytes (max_frame_size, which is at most max_message_size; "
+                    "RFC 6455 §10.4)",
                     1009,
                 )
                 break

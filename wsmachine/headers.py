@@ -38,7 +38,9 @@ class ExtensionOffer:
     A parameter without a value (``client_no_context_takeover``) has the value ``None``.
     """
 
+    #: The extension token, e.g. ``"permessage-deflate"``.
     name: str
+    #: The parameters in wire order: ``(name, value)``, value ``None`` for a bare flag.
     params: tuple[tuple[str, str | None], ...] = ()
 
     def __str__(self) -> str:

@@ -1,0 +1,222 @@
+"""The documentation: every program in docs/examples/ runs, and the Sphinx build is clean.
+
+The servers among the examples are started on 127.0.0.1 port 0, talked to by real clients over
+TCP (the client example, a client written here on ClientConnection, and a raw HTTP request),
+then stopped. The build runs with warnings as errors, like CI.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from wsmachine import (
+    Accepted,
+    Binary,
+    ClientConnection,
+    Close,
+    Event,
+    Pong,
+    State,
+    Text,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+EXAMPLES = DOCS / "examples"
+TIMEOUT = 60.0  # seconds for any one example process or network wait
+
+#: Examples that serve until stopped; each prints "listening on ws://HOST:PORT/" first.
+SERVERS = ("echo_server.py", "asyncio_server.py")
+#: Examples that need a server; they are run against each of SERVERS.
+CLIENTS = ("echo_client.py",)
+#: Every other example runs on its own and must exit with status 0.
+STANDALONE = sorted(
+    path.name for path in EXAMPLES.glob("*.py") if path.name not in SERVERS + CLIENTS
+)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONIOENCODING"] = "utf-8"
+    return env
+
+
+def run_example(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=TIMEOUT,
+        env=_env(),
+        cwd=ROOT,
+        check=False,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Examples that run on their own
+# --------------------------------------------------------------------------------------------
+
+
+def test_every_example_is_covered() -> None:
+    names = {path.name for path in EXAMPLES.glob("*.py")}
+    assert set(SERVERS + CLIENTS) <= names
+    assert STANDALONE, "expected standalone examples such as sansio_pair.py"
+    assert "sansio_pair.py" in STANDALONE
+
+
+@pytest.mark.parametrize("name", STANDALONE)
+def test_standalone_example_runs(name: str) -> None:
+    result = run_example(name)
+    assert result.returncode == 0, f"{name} failed:\n{result.stderr}"
+    assert result.stdout.strip(), f"{name} printed nothing"
+
+
+def test_sansio_pair_closes_tcp_from_the_server() -> None:
+    lines = run_example("sansio_pair.py").stdout.splitlines()
+    assert "client got Text: 'HELLO, SERVER'" in lines
+    assert "server should_close: True" in lines
+    assert lines[-1] == "client should_close: True"
+
+
+# --------------------------------------------------------------------------------------------
+# Server examples on real sockets
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=SERVERS)
+def server_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Start a server example on 127.0.0.1 port 0; yield its ws:// URL; stop it."""
+    process = subprocess.Popen(
+        [sys.executable, "-u", str(EXAMPLES / request.param), "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        env=_env(),
+        cwd=ROOT,
+    )
+    try:
+        lines: queue.Queue[str] = queue.Queue()
+        stdout = process.stdout
+        assert stdout is not None
+        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+        try:
+            line = lines.get(timeout=TIMEOUT)
+        except queue.Empty:
+            pytest.fail(f"{request.param} did not report its address within {TIMEOUT} s")
+        if not line.startswith("listening on ws://127.0.0.1:"):
+            process.kill()
+            _, err = process.communicate(timeout=TIMEOUT)
+            pytest.fail(f"{request.param} did not start: {line!r}\n{err}")
+        yield line.split()[-1]
+        assert process.poll() is None, f"{request.param} exited while serving"
+    finally:
+        process.terminate()
+        try:
+            process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+
+def _address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    return parts.hostname, parts.port
+
+
+def test_client_example_talks_to_server(server_url: str) -> None:
+    result = run_example("echo_client.py", server_url, "Hello", "ünïcode ✓", "")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n") == ["Hello", "ünïcode ✓", "", ""]
+
+
+def _receive(sock: socket.socket, conn: ClientConnection) -> list[Event]:
+    data = sock.recv(65536)
+    return conn.receive_data(data) if data else conn.receive_eof()
+
+
+def test_server_example_speaks_websocket(server_url: str) -> None:
+    conn = ClientConnection(urlsplit(server_url).netloc, "/")
+    with socket.create_connection(_address(server_url), timeout=TIMEOUT) as sock:
+        sock.sendall(conn.data_to_send())
+        events: list[Event] = []
+        while not any(isinstance(e, Accepted) for e in events):
+            events += _receive(sock, conn)
+
+        conn.send_text("hello")
+        conn.send_binary(b"\x00\xff" * 40_000)
+        conn.send_text("frag", final=False)
+        conn.send_text("mented")
+        conn.ping(b"are you there")
+        sock.sendall(conn.data_to_send())
+        expected = [
+            Text(data="hello"),
+            Binary(data=b"\x00\xff" * 40_000),
+            Text(data="fragmented"),
+            Pong(payload=b"are you there"),
+        ]
+        events = []
+        while len(events) < len(expected):
+            events += _receive(sock, conn)
+        assert sorted(map(repr, events)) == sorted(map(repr, expected))  # Pong may come first
+
+        conn.close(1000, "bye")
+        sock.sendall(conn.data_to_send())
+        events = []
+        while not events:
+            events += _receive(sock, conn)
+        assert events == [Close(code=1000)]
+        assert conn.state is State.CLOSED
+        assert not conn.should_close(), "a client waits for the server to close TCP"
+        # RFC 6455 §7.1.1: the server closes TCP first; the client sees the end of the stream.
+        assert sock.recv(1) == b""
+        assert conn.receive_eof() == []
+        assert conn.should_close()
+
+
+def test_server_example_answers_plain_http(server_url: str) -> None:
+    with socket.create_connection(_address(server_url), timeout=TIMEOUT) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    status = response.split(b"\r\n", 1)[0]
+    assert status in (b"HTTP/1.1 200 OK", b"HTTP/1.1 426 Upgrade Required"), response
+
+
+def test_server_example_with_an_independent_client(server_url: str) -> None:
+    sync_client = pytest.importorskip("websockets.sync.client")
+    with sync_client.connect(server_url, open_timeout=TIMEOUT, close_timeout=TIMEOUT) as ws:
+        ws.send("from websockets")
+        assert ws.recv(timeout=TIMEOUT) == "from websockets"
+        ws.send(b"\x01\x02")
+        assert ws.recv(timeout=TIMEOUT) == b"\x01\x02"
+
+
+# --------------------------------------------------------------------------------------------
+# The Sphinx build
+# --------------------------------------------------------------------------------------------
+
+
+def test_docs_build_without_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    build = pytest.importorskip(
+        "sphinx.cmd.build", reason="sphinx is not installed (pip install wsmachine[docs])"
+    )
+    args = ["-W", "--keep-going", "-b", "html", "-q", str(DOCS), str(tmp_path / "html")]
+    status = build.build_main(args)
+    assert status == 0, capsys.readouterr().err
+    assert (tmp_path / "html" / "explanation" / "state-machine.html").is_file()

@@ -67,6 +67,7 @@ class Connection(abc.ABC):
         "_codecs",
         "_eof",
         "_failed",
+        "_held",
         "_masks",
         "_max_frame_size",
         "_max_message_size",
@@ -115,6 +116,11 @@ class Connection(abc.ABC):
         self._send_opcode = 0  # opcode of the fragmented message being sent, 0 between messages
         self._failed = False
         self._eof = False
+        # The Close frame owed after the peer's Close or a violation. It waits for the next
+        # data_to_send(), so replies to the events of the same receive_data() call, queued
+        # meanwhile, go out first: the output then does not depend on how the input was split
+        # (a Text and a bad frame in one read get the Text's echo, as in two reads).
+        self._held: bytes | None = None
         self._peek_utf8: IncrementalValidator | None = None  # see _check_partial_text
         self._peek_offset = 0
 
@@ -129,6 +135,18 @@ class Connection(abc.ABC):
     def client(self) -> bool:
         """``True`` for the client role, ``False`` for the server role."""
         return self._client
+
+    @property
+    def can_send(self) -> bool:
+        """Whether :meth:`send_text`, :meth:`send_binary`, :meth:`ping` and :meth:`pong` are
+        allowed now.
+
+        True while OPEN, and also just after a :meth:`receive_data` call that ended the
+        connection (the peer's Close, or a violation) until the next :meth:`data_to_send`:
+        replies to that call's earlier events still go out, before this side's Close frame.
+        So a reply does not depend on whether its message and the Close came in one read.
+        """
+        return self._state is _OPEN or self._held is not None
 
     def close_expected(self) -> bool:
         """Whether the TCP connection is about to end: arm a close timer (RFC 6455 §7.1.1)."""
@@ -150,8 +168,17 @@ class Connection(abc.ABC):
     # -- output -------------------------------------------------------------------------
 
     def data_to_send(self) -> bytes:
-        """Return, and forget, the bytes queued for the peer (``b""`` when none)."""
+        """Return, and forget, the bytes queued for the peer (``b""`` when none).
+
+        When the last :meth:`receive_data` ended the connection (the peer's Close, or a
+        violation), the Close frame this side owes goes out here, after any replies queued
+        while handling that call's events.
+        """
         out = self._out
+        held = self._held
+        if held is not None:
+            self._held = None
+            out.append(held)
         if not out:
             return b""
         data = out[0] if len(out) == 1 else b"".join(out)
@@ -199,7 +226,7 @@ class Connection(abc.ABC):
                 close_code=CloseCode.ABNORMAL_CLOSURE,
             )
             self._state = transition(state, Action.RECEIVE_EOF)
-            return [Close(code=CloseCode.ABNORMAL_CLOSURE, error=error)]
+            return [Close(code=error.close_code, error=error)]
         return []
 
     @abc.abstractmethod
@@ -212,7 +239,7 @@ class Connection(abc.ABC):
             close_code=CloseCode.ABNORMAL_CLOSURE,
         )
         self._state = transition(self._state, Action.RECEIVE_EOF)
-        return [Close(code=CloseCode.ABNORMAL_CLOSURE, error=error)]
+        return [Close(code=error.close_code, error=error)]
 
     def _open(self, codecs: Sequence[ExtensionCodec], action: Action) -> None:
         rsv = 0
@@ -278,7 +305,9 @@ class Connection(abc.ABC):
                     else:
                         self._receive_close(payload, events)
                         return events  # nothing after a Close is read (RFC 6455 §1.4)
-            if error is None and reader.buffered():
+            # A frame that ended here may have been peeked into: forget it even when nothing
+            # follows, or the next frame's peek would resume from its validator and offset.
+            if error is None and (frames or reader.buffered()):
                 self._check_partial_text(reader, restart=bool(frames))
         except RemoteProtocolError as exc:
             error = exc
@@ -331,6 +360,18 @@ class Connection(abc.ABC):
 
     def _message_part(self, payload: bytes, fin: bool, events: list[Event]) -> None:
         """Add one frame's payload to the message being received (RFC 6455 §5.4)."""
+        opcode = self._msg_opcode
+        text = ""
+        if opcode == _TEXT:
+            # UTF-8 before size: _check_partial_text fails a frame that arrives in pieces with
+            # 1007 before its end shows the size, so the same frame arriving whole must too.
+            validator = self._utf8
+            if validator is None:
+                validator = self._utf8 = IncrementalValidator()
+            try:
+                text = validator.decode(payload, fin)
+            except InvalidUTF8Error:
+                raise self._bad_utf8() from None
         size = self._msg_size + len(payload)
         if size > self._max_message_size:
             raise RemoteProtocolError(
@@ -339,15 +380,7 @@ class Connection(abc.ABC):
                 close_code=CloseCode.MESSAGE_TOO_BIG,
             )
         self._msg_size = size
-        opcode = self._msg_opcode
         if opcode == _TEXT:
-            validator = self._utf8
-            if validator is None:
-                validator = self._utf8 = IncrementalValidator()
-            try:
-                text = validator.decode(payload, fin)
-            except InvalidUTF8Error:
-                raise self._bad_utf8() from None
             if self._stream:
                 events.append(Text(data=text, final=fin))
             else:
@@ -372,7 +405,7 @@ class Connection(abc.ABC):
         if self._state is _OPEN:
             # Echo the code, not the reason (RFC 6455 §5.5.1); no code when none came.
             echo = None if code == CloseCode.NO_STATUS_RCVD else code
-            self._out.append(self._frame(_CLOSE, build_close_payload(echo)))
+            self._held = self._frame(_CLOSE, build_close_payload(echo))
         self._state = transition(self._state, Action.RECEIVE_CLOSE)
         events.append(Close(code=code, reason=reason))
 
@@ -381,7 +414,7 @@ class Connection(abc.ABC):
         reason = _short_reason(error)
         if self._state is _OPEN:
             payload = build_close_payload(error.close_code, reason.encode("utf-8"))
-            self._out.append(self._frame(_CLOSE, payload))
+            self._held = self._frame(_CLOSE, payload)
         self._state = transition(self._state, Action.FAIL)
         self._failed = True
         events.append(Close(code=error.close_code, reason=reason, error=error))
@@ -394,7 +427,7 @@ class Connection(abc.ABC):
         return build_frame(opcode, payload, fin=fin, rsv=rsv, mask_key=key)
 
     def _send_data(self, opcode: int, payload: bytes, final: bool, compress: bool) -> None:
-        if self._state is not _OPEN:
+        if self._state is not _OPEN and self._held is None:
             transition(self._state, Action.SEND_DATA)  # raises, naming the state and rule
         sending = self._send_opcode
         if sending:
@@ -444,7 +477,7 @@ class Connection(abc.ABC):
         self._send_data(_BINARY, bytes(data), final, compress)
 
     def _send_control(self, opcode: int, payload: bytes | bytearray | memoryview) -> None:
-        if self._state is not _OPEN:
+        if self._state is not _OPEN and self._held is None:
             transition(self._state, Action.SEND_DATA)
         if len(payload) > 125:
             raise LocalProtocolError(

@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import http
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import h11
 
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import Accepted, Handshake, Headers, HTTPRequest, Rejected
 from .extensions.base import Extension, ExtensionCodec
-from .headers import ExtensionOffer, build_extension_header, parse_extension_list, parse_token_list
+from .headers import (
+    ExtensionOffer,
+    build_extension_header,
+    is_token,
+    parse_extension_list,
+    parse_token_list,
+)
 
 __all__ = [
     "ClientHandshake",
@@ -95,20 +102,56 @@ def _reason_phrase(status: int) -> bytes:
         return b""
 
 
-def _h11_send(conn: h11.Connection, *events: h11.Event) -> bytes:
+@contextlib.contextmanager
+def _caller_input() -> Iterator[None]:
+    """Report bad caller input as :class:`LocalProtocolError`, whatever rejects it.
+
+    h11 checks header names and values when its events are built, not only when they are
+    sent, and a str that does not encode fails in the codec.
+    """
     try:
-        return b"".join(conn.send(event) or b"" for event in events)
+        yield
     except h11.LocalProtocolError as exc:
         raise LocalProtocolError(f"invalid HTTP message: {exc}") from None
+    except UnicodeEncodeError as exc:
+        raise LocalProtocolError(
+            f"{exc.object!r} cannot be written in an HTTP message: {exc.reason}"
+        ) from None
+
+
+def _h11_send(conn: h11.Connection, *events: h11.Event) -> bytes:
+    return b"".join(conn.send(event) or b"" for event in events)
+
+
+def _check_head_start(data: bytes, pos: int, what: str) -> None:
+    """Refuse a head that starts with a control character or a space (at ``data[pos]``).
+
+    h11 refuses it too, but in other words while the line is incomplete than once it is
+    whole; checking first keeps the error the same however the bytes were split.
+    """
+    if 0 <= pos < len(data) and data[pos] < 0x21:
+        raise RemoteProtocolError(
+            f"malformed HTTP {what}: it starts with byte 0x{data[pos]:02x}, not a {what} line "
+            "(RFC 9112 §2.2)"
+        )
+
+
+def _head_too_large(what: str, limit: int) -> RemoteProtocolError:
+    """The same error whether h11 saw the head incomplete or whole (any split of the bytes)."""
+    return RemoteProtocolError(
+        f"the HTTP {what} head exceeds {limit} bytes (max_handshake_size)", status_hint=431
+    )
 
 
 class ServerHandshake:
     """The server's half: read the upgrade request, answer it with 101 or an HTTP response."""
 
-    __slots__ = ("_h11", "_method", "_pending", "trailing")
+    __slots__ = ("_h11", "_max_size", "_method", "_pending", "_received", "trailing")
 
     def __init__(self, max_size: int) -> None:
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_size)
+        self._max_size = max_size
+        self._received = 0  # bytes fed until the request line and headers are parsed
         self._method = b""
         self._pending: Handshake | None = None
         #: Bytes that followed the request (frames the client sent early).
@@ -124,11 +167,16 @@ class ServerHandshake:
         conn.receive_data(data)
         try:
             if self._pending is None:
+                _check_head_start(data, -self._received, "request")
+                self._received += len(data)
                 event = conn.next_event()
                 if event is h11.NEED_DATA:
                     return None
                 if not isinstance(event, h11.Request):  # pragma: no cover - h11 starts so
                     raise RemoteProtocolError(f"unexpected HTTP event {event!r}")
+                # h11 bounds only a head still incomplete; bound one that came whole too.
+                if self._received - len(conn.trailing_data[0]) > self._max_size:
+                    raise _head_too_large("request", self._max_size)
                 self._method = event.method
                 result = _check_request(event)
                 if isinstance(result, HTTPRequest):
@@ -142,6 +190,8 @@ class ServerHandshake:
                 if event is h11.PAUSED:
                     break
         except h11.RemoteProtocolError as exc:
+            if exc.error_status_hint == 431:
+                raise _head_too_large("request", self._max_size) from None
             raise RemoteProtocolError(
                 f"malformed HTTP request: {exc} (RFC 9112; RFC 6455 §4.2.1)",
                 status_hint=exc.error_status_hint,
@@ -160,6 +210,7 @@ class ServerHandshake:
         body = f"{status} {error}\n".encode()
         return Rejected(status_code=status, headers=tuple(headers), body=body, error=error)
 
+    @_caller_input()
     def accept(
         self,
         key: str,
@@ -184,6 +235,7 @@ class ServerHandshake:
         )
         return _h11_send(self._h11, response)
 
+    @_caller_input()
     def reject(self, status: int, headers: HeaderInput, body: bytes) -> bytes:
         """Return a complete HTTP response that ends the connection."""
         if not 200 <= status <= 599:
@@ -244,12 +296,13 @@ def _check_request(request: h11.Request) -> Handshake | HTTPRequest:
             "(RFC 6455 §4.2.1 item 5)"
         )
     try:
-        base64.b64decode(key, validate=True)
+        raw = base64.b64decode(key, validate=True)
     except binascii.Error:
+        raw = b""
+    if len(raw) != 16:  # 24 characters without padding decode to 18 bytes
         raise RemoteProtocolError(
-            "Sec-WebSocket-Key is not valid base64: expected base64 of 16 bytes "
-            "(RFC 6455 §4.2.1 item 5)"
-        ) from None
+            "Sec-WebSocket-Key is not valid base64 of 16 bytes (RFC 6455 §4.2.1 item 5)"
+        )
     host = _single(headers, b"host", "Host")
     origin = _single(headers, b"origin", "Origin")
     return Handshake(
@@ -279,8 +332,11 @@ class ClientHandshake:
         "_body",
         "_extensions",
         "_h11",
+        "_head_start",
         "_key",
         "_max_body",
+        "_max_size",
+        "_received",
         "_response",
         "_subprotocols",
         "codecs",
@@ -296,6 +352,9 @@ class ClientHandshake:
         extensions: Sequence[Extension],
     ) -> None:
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_size)
+        self._max_size = max_size
+        self._received = 0  # bytes fed so far
+        self._head_start = 0  # where the response head being read starts in them
         self._key = new_key()
         self._max_body = max_body
         self._subprotocols = tuple(subprotocols)
@@ -309,10 +368,18 @@ class ClientHandshake:
         #: The status of the final answer once it arrived (0 before, or if unparseable).
         self.status_code = 0
 
+    @_caller_input()
     def request(
         self, host: str, path: str, origin: str | None, extra_headers: HeaderInput
     ) -> bytes:
         """Return the upgrade request (RFC 6455 §4.1)."""
+        if not all(map(is_token, self._subprotocols)) or len(set(self._subprotocols)) != len(
+            self._subprotocols
+        ):
+            raise LocalProtocolError(
+                f"subprotocols {list(self._subprotocols)}: expected distinct tokens "
+                "(RFC 6455 §4.1 item 10)"
+            )
         headers = [
             (b"Host", host.encode("ascii")),
             (b"Upgrade", b"websocket"),
@@ -340,11 +407,21 @@ class ClientHandshake:
         """
         conn = self._h11
         conn.receive_data(data)
+        start = self._received
+        self._received += len(data)
         try:
             while True:
+                if self._response is None:
+                    _check_head_start(data, self._head_start - start, "response")
                 event = conn.next_event()
                 if event is h11.NEED_DATA:
                     return None
+                if isinstance(event, h11.InformationalResponse | h11.Response):
+                    # h11 bounds only a head still incomplete; bound one that came whole too.
+                    end = self._received - len(conn.trailing_data[0])
+                    if end - self._head_start > self._max_size:
+                        raise _head_too_large("response", self._max_size)
+                    self._head_start = end
                 if isinstance(event, h11.InformationalResponse):
                     if event.status_code == 101:
                         self.status_code = 101
@@ -363,6 +440,8 @@ class ClientHandshake:
                 elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
                     return self._rejected()
         except h11.RemoteProtocolError as exc:
+            if exc.error_status_hint == 431:
+                raise _head_too_large("response", self._max_size) from None
             raise RemoteProtocolError(f"malformed HTTP response: {exc} (RFC 9112)") from None
 
     def receive_eof(self) -> Accepted | Rejected | None:

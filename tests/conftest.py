@@ -1,0 +1,119 @@
+"""Shared test setup: the Hypothesis profiles and connections brought to a given state.
+
+``CI=1`` loads the ``ci`` profile: derandomized (the same examples on every run, so a red
+build is reproducible) and without deadlines (shared runners have noisy timing).
+``HYPOTHESIS_PROFILE=thorough`` runs many more examples, to hunt for bugs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from wsmachine import ClientConnection, Handshake, ServerConnection
+from wsmachine.handshake import accept_key
+from wsmachine.testing import ClientSettings, ConnectionPair, ServerSettings
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    max_examples=150,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", max_examples=100)
+settings.register_profile("thorough", max_examples=3000, deadline=None)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
+
+#: The upgrade request of RFC 6455 §1.2/§1.3, with the key whose answer §1.3 gives.
+RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+def _upgrade_request(key: str = RFC_KEY) -> bytes:
+    return (
+        "GET /chat HTTP/1.1\r\n"
+        "Host: server.example.com\r\n"
+        "Upgrade: websocket\r\n"
+        "Connection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n"
+        "\r\n"
+    ).encode("ascii")
+
+
+def _key_of(request: bytes) -> str:
+    for line in request.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"sec-websocket-key":
+            return value.strip().decode("ascii")
+    raise AssertionError(f"no Sec-WebSocket-Key in {request!r}")
+
+
+@pytest.fixture
+def open_server() -> Callable[..., ServerConnection]:
+    """Make an OPEN server from raw bytes: a hand-written upgrade request, then ``accept``.
+
+    The 101 is read and discarded, so ``data_to_send()`` starts empty.
+    """
+
+    def make(**settings: Any) -> ServerConnection:
+        server = ServerConnection(**settings)
+        (request,) = server.receive_data(_upgrade_request())
+        assert isinstance(request, Handshake)
+        assert server.accept(request) == []
+        assert server.data_to_send().startswith(b"HTTP/1.1 101 ")
+        return server
+
+    return make
+
+
+@pytest.fixture
+def open_client() -> Callable[..., ClientConnection]:
+    """Make an OPEN client from raw bytes: its request is answered by a hand-written 101.
+
+    The request is read and discarded, so ``data_to_send()`` starts empty.
+    """
+
+    def make(**settings: Any) -> ClientConnection:
+        client = ClientConnection("server.example.com", "/chat", **settings)
+        key = _key_of(client.data_to_send())
+        response = (
+            "HTTP/1.1 101 Switching Protocols\r\n"
+            "Upgrade: websocket\r\n"
+            "Connection: Upgrade\r\n"
+            f"Sec-WebSocket-Accept: {accept_key(key)}\r\n"
+            "\r\n"
+        ).encode("ascii")
+        assert len(client.receive_data(response)) == 1
+        return client
+
+    return make
+
+
+@pytest.fixture
+def make_pair() -> Callable[..., ConnectionPair]:
+    """Make a :class:`ConnectionPair` whose opening handshake is done."""
+
+    def make(
+        *, client: ClientSettings | None = None, server: ServerSettings | None = None
+    ) -> ConnectionPair:
+        pair = ConnectionPair(client=client, server=server)
+        pair.handshake()
+        return pair
+
+    return make
+
+
+@pytest.fixture
+def pair(make_pair: Callable[..., ConnectionPair]) -> ConnectionPair:
+    """An OPEN client and server with default settings."""
+    result: ConnectionPair = make_pair()
+    return result

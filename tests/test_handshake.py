@@ -450,6 +450,19 @@ class TestPlainHTTP:
         response = parse_response(server.data_to_send(), method="POST")
         assert (response.status, response.reason, response.body) == (404, b"Not Found", b"none")
 
+    def test_large_body_is_not_read_and_answer_still_works(self) -> None:
+        body = b"x" * 100_000  # far beyond max_frame_size + max_handshake_size
+        head = b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n"
+        server, events = server_events(head, max_message_size=1024, max_handshake_size=1024)
+        (event,) = events
+        assert isinstance(event, HTTPRequest)
+        assert server.receive_data(body) == []  # the body is not ours to read
+        assert server.state is State.CONNECTING
+        server.reject(event, status=413, body=b"too big")
+        response = parse_response(server.data_to_send(), method="POST")
+        assert (response.status, response.body) == (413, b"too big")
+        assert server.should_close()
+
     def test_head_request_answer_has_no_body(self) -> None:
         server, (event,) = server_events(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n")
         assert isinstance(event, HTTPRequest)
@@ -949,6 +962,14 @@ class TestClientReadsAnswer:
         assert client.receive_data(b"\x81\x02hi") == []
         with pytest.raises(LocalProtocolError, match="REJECTED"):
             client.send_text("x")
+
+    def test_invalid_101_keeps_its_headers(self) -> None:
+        client, key = new_client()
+        data = response_to(key, ("Sec-WebSocket-Accept", RFC_ACCEPT), extra=(("Server", "x/1"),))
+        (event,) = client.receive_data(data)
+        assert isinstance(event, Rejected)
+        assert (b"server", b"x/1") in event.headers
+        assert (b"sec-websocket-accept", RFC_ACCEPT.encode()) in event.headers
 
     def test_non_101_with_body(self) -> None:
         client, _ = new_client()

@@ -568,6 +568,8 @@ class ServerConnection(Connection):
     def _receive_handshake(self, data: bytes) -> list[Event]:
         handshake = self._handshake
         assert handshake is not None
+        if isinstance(self._request, HTTPRequest):
+            return []  # a plain request's body is not read: the answer ends the connection
         if self._request is not None:
             # Waiting for accept() or reject(): keep what the client sends early, bounded.
             self._early += data
@@ -746,10 +748,10 @@ class ClientConnection(Connection):
     def _refused(self, error: RemoteProtocolError) -> Rejected:
         """The server's answer broke RFC 6455 §4.1: fail without a Close frame."""
         assert self._handshake is not None
-        handshake_status = self._handshake.status_code
+        handshake = self._handshake
         self._state = transition(self._state, Action.RECEIVE_REJECT)
         self._handshake = None
-        return Rejected(status_code=handshake_status, headers=(), error=error)
+        return Rejected(status_code=handshake.status_code, headers=handshake.headers, error=error)
 
     def _outcome(self, outcome: Accepted | Rejected | None) -> list[Event]:
         handshake = self._handshake

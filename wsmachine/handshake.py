@@ -340,6 +340,7 @@ class ClientHandshake:
         "_response",
         "_subprotocols",
         "codecs",
+        "headers",
         "status_code",
         "trailing",
     )
@@ -367,6 +368,8 @@ class ClientHandshake:
         self.trailing = b""
         #: The status of the final answer once it arrived (0 before, or if unparseable).
         self.status_code = 0
+        #: The headers of that answer, kept for a refusal of an invalid 101.
+        self.headers: Headers = ()
 
     @_caller_input()
     def request(
@@ -459,6 +462,7 @@ class ClientHandshake:
 
     def _check_101(self, response: h11.InformationalResponse) -> Accepted:
         headers: Headers = tuple((k, v) for k, v in response.headers)
+        self.headers = headers
         if not _has_token(headers, b"upgrade", "Upgrade", "websocket"):
             raise RemoteProtocolError("101 response lacks 'Upgrade: websocket' (RFC 6455 §4.1)")
         if not _has_token(headers, b"connection", "Connection", "upgrade"):

@@ -30,6 +30,7 @@ from wsmachine import (
 )
 from wsmachine.extensions import PerMessageDeflate
 from wsmachine.handshake import accept_key
+from wsmachine.testing import ConnectionPair
 
 RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 §1.3
 RFC_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455 §1.3
@@ -654,6 +655,18 @@ class TestServerAccept:
         assert parse_response(server.data_to_send()).get(b"sec-websocket-protocol") == [
             b"superchat"
         ]
+
+    def test_agreed_subprotocol_and_extensions_on_both_sides(self) -> None:
+        pair = ConnectionPair(
+            client={"subprotocols": ["v2", "chat"], "extensions": [PerMessageDeflate()]},
+            server={"subprotocols": ["chat", "v2"], "extensions": [PerMessageDeflate()]},
+        )
+        assert (pair.client.subprotocol, pair.server.subprotocol) == (None, None)
+        assert pair.client.extensions == pair.server.extensions == ()
+        pair.handshake()
+        assert pair.server.subprotocol == pair.client.subprotocol == "chat"
+        assert [e.name for e in pair.server.extensions] == ["permessage-deflate"]
+        assert pair.client.extensions == pair.server.extensions
 
     def test_explicit_subprotocol(self) -> None:
         server = ServerConnection(subprotocols=["superchat"])

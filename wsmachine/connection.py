@@ -25,6 +25,7 @@ from .events import (
 from .extensions.base import Extension, ExtensionCodec
 from .frames import FrameReader, MaskKeySource, Opcode, build_frame
 from .handshake import ClientHandshake, HeaderInput, ServerHandshake, handshake_key
+from .headers import ExtensionOffer
 from .state import Action, State, transition
 from .utf8 import IncrementalValidator, InvalidUTF8Error
 
@@ -62,6 +63,7 @@ class Connection(abc.ABC):
     """
 
     __slots__ = (
+        "_agreed_extensions",
         "_auto_pong",
         "_client",
         "_codecs",
@@ -81,6 +83,7 @@ class Connection(abc.ABC):
         "_send_opcode",
         "_state",
         "_stream",
+        "_subprotocol",
         "_text_parts",
         "_utf8",
     )
@@ -121,6 +124,8 @@ class Connection(abc.ABC):
         # meanwhile, go out first: the output then does not depend on how the input was split
         # (a Text and a bad frame in one read get the Text's echo, as in two reads).
         self._held: bytes | None = None
+        self._subprotocol: str | None = None
+        self._agreed_extensions: tuple[ExtensionOffer, ...] = ()
         self._peek_utf8: IncrementalValidator | None = None  # see _check_partial_text
         self._peek_offset = 0
 
@@ -147,6 +152,16 @@ class Connection(abc.ABC):
         So a reply does not depend on whether its message and the Close came in one read.
         """
         return self._state is _OPEN or self._held is not None
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol agreed in the opening handshake (``None`` before it or if none)."""
+        return self._subprotocol
+
+    @property
+    def extensions(self) -> tuple[ExtensionOffer, ...]:
+        """The extensions agreed in the opening handshake, as the server's answer lists them."""
+        return self._agreed_extensions
 
     def close_expected(self) -> bool:
         """Whether the TCP connection is about to end: arm a close timer (RFC 6455 §7.1.1)."""
@@ -241,7 +256,15 @@ class Connection(abc.ABC):
         self._state = transition(self._state, Action.RECEIVE_EOF)
         return [Close(code=error.close_code, error=error)]
 
-    def _open(self, codecs: Sequence[ExtensionCodec], action: Action) -> None:
+    def _open(
+        self,
+        codecs: Sequence[ExtensionCodec],
+        action: Action,
+        subprotocol: str | None,
+        extensions: Sequence[ExtensionOffer],
+    ) -> None:
+        self._subprotocol = subprotocol
+        self._agreed_extensions = tuple(extensions)
         rsv = 0
         for codec in codecs:
             rsv |= codec.rsv_bits
@@ -650,7 +673,7 @@ class ServerConnection(Connection):
         self._out.append(
             handshake.accept(handshake_key(event), subprotocol, responses, extra_headers)
         )
-        self._open(codecs, Action.ACCEPT)
+        self._open(codecs, Action.ACCEPT, subprotocol, responses)
         self._handshake = None
         self._request = None
         early = bytes(self._early)
@@ -762,7 +785,7 @@ class ClientConnection(Connection):
             self._state = transition(self._state, Action.RECEIVE_REJECT)
             self._handshake = None
             return [outcome]
-        self._open(handshake.codecs, Action.RECEIVE_ACCEPT)
+        self._open(handshake.codecs, Action.RECEIVE_ACCEPT, outcome.subprotocol, outcome.extensions)
         self._handshake = None
         events: list[Event] = [outcome]
         if handshake.trailing:

@@ -720,10 +720,8 @@ class Server:
                     request, status=response.status, headers=response.headers, body=response.body
                 )
             else:
-                subprotocol = next(
-                    (p for p in self.subprotocols if p in request.subprotocols), None
-                )
-                early = conn.accept(request, subprotocol=subprotocol)
+                early = conn.accept(request)  # the machine picks from self.subprotocols
+                subprotocol = conn.subprotocol
                 sock.settimeout(None)
                 return WebSocket(
                     sock,

@@ -620,9 +620,8 @@ class Server:
                 event, status=response.status, headers=response.headers, body=response.body
             )
             return
-        subprotocol = next((p for p in self.subprotocols if p in event.subprotocols), None)
-        more = peer.conn.accept(event, subprotocol=subprotocol)
-        peer.subprotocol = subprotocol
+        more = peer.conn.accept(event)  # the machine picks from self.subprotocols
+        peer.subprotocol = peer.conn.subprotocol
         peer._opened = True
         if peer._open_timer is not None:
             peer._open_timer.cancel()

@@ -637,8 +637,8 @@ class Server:
     async def _run_handler(
         self, stream: trio.SocketStream, conn: ServerConnection, request: Handshake
     ) -> None:
-        subprotocol = next((p for p in self.subprotocols if p in request.subprotocols), None)
-        early = conn.accept(request, subprotocol=subprotocol)
+        early = conn.accept(request)  # the machine picks from self.subprotocols
+        subprotocol = conn.subprotocol
         async with trio.open_nursery() as nursery:
             ws = WebSocket(
                 stream,

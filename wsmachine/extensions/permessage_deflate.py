@@ -20,6 +20,11 @@ _NAME = "permessage-deflate"
 _RSV1 = 0x40
 _TAIL = b"\x00\x00\xff\xff"  # the empty stored block a sync flush ends with (RFC 7692 §7.2.1)
 _CONT = 0x0
+# What may follow a final (BFINAL) block: nothing, or the one octet holding the header of an
+# empty stored block that RFC 7692 §7.2.3.4 appends so that our _TAIL completes it.
+_AFTER_FINAL = (b"", b"\x00")
+# Window bits as the grammar allows them: decimal, no leading zeroes (RFC 7692 §7.1.2).
+_BITS = {str(bits): bits for bits in range(8, 16)}
 _PARAMS = frozenset(
     {
         "server_no_context_takeover",
@@ -59,9 +64,10 @@ def _parse_params(offer: ExtensionOffer) -> dict[str, int | None]:
                 raise ValueError("server_max_window_bits needs a value")
             params[key] = 0
             continue
-        if not (value.isdigit() and len(value) <= 2 and 8 <= int(value) <= 15):
-            raise ValueError(f"{key}={value!r}: expected 8-15")
-        params[key] = int(value)
+        bits = _BITS.get(value)
+        if bits is None:
+            raise ValueError(f"{key}={value!r}: expected 8-15 without leading zeroes")
+        params[key] = bits
     return params
 
 
@@ -161,6 +167,11 @@ class PerMessageDeflate(Extension):
             ) from None
         server_bits = params.get("server_max_window_bits")
         asked = self.server_max_window_bits
+        if server_bits is None and asked is not None:
+            raise RemoteProtocolError(
+                f"the response lacks server_max_window_bits, which the offer asked for ({asked}) "
+                "(RFC 7692 §7.1.2.1)"
+            )
         if server_bits is not None and asked is not None and server_bits > asked:
             raise RemoteProtocolError(
                 f"server_max_window_bits={server_bits} exceeds the offered {asked} "
@@ -287,7 +298,7 @@ class PerMessageDeflateCodec(ExtensionCodec):
         self._decompressor: zlib._Decompress | None = None
         self._inflating = False  # the message being received is compressed
         self._compressing = False  # the message being sent is compressed
-        # Recent inflated output, kept to re-seed the window after a BFINAL block (§7.2.3.3).
+        # Recent inflated output, kept to re-seed the window after a BFINAL block (§7.2.3.4).
         self._history: list[bytes] = []
         self._history_size = 0
 
@@ -336,11 +347,14 @@ class PerMessageDeflateCodec(ExtensionCodec):
                 close_code=1009,
             )
         if inflater.eof:
-            # A final block ended the DEFLATE stream (§7.2.3.3): only our own tail may follow.
+            # A final block ended the DEFLATE stream (§7.2.3.4): only the octet that example
+            # shows, then our own tail, may follow.
             rest = inflater.unused_data
-            if rest not in ((b"", _TAIL) if fin else (b"",)):
+            if fin:
+                rest = rest[:-4] if rest.endswith(_TAIL) else rest
+            if rest not in _AFTER_FINAL:
                 raise RemoteProtocolError(
-                    "data follows the final DEFLATE block of a message (RFC 7692 §7.2.3.3)",
+                    "data follows the final DEFLATE block of a message (RFC 7692 §7.2.3.4)",
                     close_code=1007,
                 )
         if fin:
@@ -361,13 +375,21 @@ class PerMessageDeflateCodec(ExtensionCodec):
         return zlib.decompressobj(-bits)
 
     def _remember(self, out: bytes) -> None:
-        """Keep references to the last window's worth of output (no copies)."""
+        """Keep the last window's worth of output: at most two windows are held.
+
+        Pieces shorter than the window are kept by reference; a longer one is cut to its last
+        window, so a large message is not kept alive by this connection.
+        """
         if self._receive_reset or not out:
+            return
+        window = 1 << self._receive_bits
+        if len(out) >= window:
+            self._history = [out[-window:]]
+            self._history_size = window
             return
         history = self._history
         history.append(out)
         self._history_size += len(out)
-        window = 1 << self._receive_bits
         while self._history_size - len(history[0]) >= window:
             self._history_size -= len(history.pop(0))
 

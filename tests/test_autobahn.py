@@ -1,0 +1,31 @@
+"""The Autobahn TestSuite cases 1.* to 10.*, in both roles, run by kosoku.
+
+Slow-ish (about 10 s on 2 cores) and marked ``autobahn``: select it with ``-m autobahn`` or
+leave it out with ``-m "not autobahn"``. The same run from the command line, with reports:
+``python -m tests.autobahn.run --role both``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("kosoku")
+
+from tests.autobahn.run import BAD_BEHAVIORS, DEFAULT_CASES, run_autobahn
+
+
+@pytest.mark.autobahn
+def test_autobahn_cases_both_roles(tmp_path: Path) -> None:
+    summary = asyncio.run(
+        run_autobahn(("server", "client"), DEFAULT_CASES, outdir=tmp_path, timeout=600.0)
+    )
+    print(summary.format())
+    for report in summary.roles:
+        assert not report.harness_errors, f"{report.role}: {report.harness_errors}"
+        assert report.outcomes, f"{report.role}: no case ran"
+        bad = [f"{o.case_id} {o.behavior}" for o in report.outcomes if o.behavior in BAD_BEHAVIORS]
+        assert not bad, f"{report.role} role: {', '.join(bad)} (reports in {tmp_path})"
+    assert summary.passed

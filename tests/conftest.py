@@ -8,7 +8,9 @@ build is reproducible) and without deadlines (shared runners have noisy timing).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -117,3 +119,25 @@ def pair(make_pair: Callable[..., ConnectionPair]) -> ConnectionPair:
     """An OPEN client and server with default settings."""
     result: ConnectionPair = make_pair()
     return result
+
+
+# -- the Autobahn counts in the terminal summary ----------------------------------------------
+# tests/test_autobahn.py writes its table to reports/autobahn/summary.txt; printing it here puts
+# the counts in CI's output whether the test passed or failed (pytest hides a passing test's
+# output).
+
+AUTOBAHN_SUMMARY = Path("reports") / "autobahn" / "summary.txt"
+_SESSION_START = pytest.StashKey[float]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_SESSION_START] = time.time()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    path = config.rootpath / AUTOBAHN_SUMMARY
+    started = config.stash.get(_SESSION_START, None)
+    if started is None or not path.exists() or path.stat().st_mtime < started:
+        return
+    terminalreporter.section("Autobahn TestSuite (kosoku), cases 1.* to 10.*")
+    terminalreporter.write_line(path.read_text(encoding="utf-8"))

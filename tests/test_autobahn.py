@@ -18,11 +18,13 @@ from tests.autobahn.run import BAD_BEHAVIORS, DEFAULT_CASES, run_autobahn
 
 
 @pytest.mark.autobahn
-def test_autobahn_cases_both_roles(tmp_path: Path) -> None:
+def test_autobahn_cases_both_roles(tmp_path: Path, pytestconfig: pytest.Config) -> None:
     summary = asyncio.run(
         run_autobahn(("server", "client"), DEFAULT_CASES, outdir=tmp_path, timeout=600.0)
     )
-    print(summary.format())
+    table = pytestconfig.rootpath / "reports" / "autobahn" / "summary.txt"
+    table.parent.mkdir(parents=True, exist_ok=True)
+    table.write_text(summary.format(), encoding="utf-8")  # conftest prints it at the end
     for report in summary.roles:
         assert not report.harness_errors, f"{report.role}: {report.harness_errors}"
         assert report.outcomes, f"{report.role}: no case ran"

@@ -122,11 +122,11 @@ def pair(make_pair: Callable[..., ConnectionPair]) -> ConnectionPair:
 
 
 # -- the Autobahn counts in the terminal summary ----------------------------------------------
-# tests/test_autobahn.py writes its table to reports/autobahn/summary.txt; printing it here puts
-# the counts in CI's output whether the test passed or failed (pytest hides a passing test's
-# output).
+# tests/test_autobahn.py writes its tables to reports/autobahn/summary-*.txt; printing them here
+# puts the counts in CI's output whether the tests passed or failed (pytest hides a passing
+# test's output).
 
-AUTOBAHN_SUMMARY = Path("reports") / "autobahn" / "summary.txt"
+AUTOBAHN_TABLES = Path("reports") / "autobahn"
 _SESSION_START = pytest.StashKey[float]()
 
 
@@ -135,9 +135,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    path = config.rootpath / AUTOBAHN_SUMMARY
     started = config.stash.get(_SESSION_START, None)
-    if started is None or not path.exists() or path.stat().st_mtime < started:
+    folder = config.rootpath / AUTOBAHN_TABLES
+    if started is None or not folder.is_dir():
         return
-    terminalreporter.section("Autobahn TestSuite (kosoku), cases 1.* to 10.*")
-    terminalreporter.write_line(path.read_text(encoding="utf-8"))
+    for path in sorted(folder.glob("summary-*.txt")):
+        if path.stat().st_mtime >= started:
+            terminalreporter.section(f"Autobahn TestSuite (kosoku): {path.stem[8:]}")
+            terminalreporter.write_line(path.read_text(encoding="utf-8"))

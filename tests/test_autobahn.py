@@ -1,4 +1,5 @@
-"""The Autobahn TestSuite cases 1.* to 10.*, in both roles, run by kosoku.
+"""The Autobahn TestSuite cases 1.* to 10.*, and 12.*/13.* with permessage-deflate, in both
+roles, run by kosoku.
 
 Slow-ish (about 10 s on 2 cores) and marked ``autobahn``: select it with ``-m autobahn`` or
 leave it out with ``-m "not autobahn"``. The same run from the command line, with reports:
@@ -14,7 +15,19 @@ import pytest
 
 pytest.importorskip("kosoku")
 
-from tests.autobahn.run import BAD_BEHAVIORS, DEFAULT_CASES, run_autobahn
+from tests.autobahn.run import BAD_BEHAVIORS, DEFAULT_CASES, DEFLATE_CASES, Summary, run_autobahn
+
+
+def _check(summary: Summary, pytestconfig: pytest.Config, name: str, outdir: Path) -> None:
+    table = pytestconfig.rootpath / "reports" / "autobahn" / f"summary-{name}.txt"
+    table.parent.mkdir(parents=True, exist_ok=True)
+    table.write_text(summary.format(), encoding="utf-8")  # conftest prints it at the end
+    for report in summary.roles:
+        assert not report.harness_errors, f"{report.role}: {report.harness_errors}"
+        assert report.outcomes, f"{report.role}: no case ran"
+        bad = [f"{o.case_id} {o.behavior}" for o in report.outcomes if o.behavior in BAD_BEHAVIORS]
+        assert not bad, f"{report.role} role: {', '.join(bad)} (reports in {outdir})"
+    assert summary.passed
 
 
 @pytest.mark.autobahn
@@ -22,12 +35,15 @@ def test_autobahn_cases_both_roles(tmp_path: Path, pytestconfig: pytest.Config) 
     summary = asyncio.run(
         run_autobahn(("server", "client"), DEFAULT_CASES, outdir=tmp_path, timeout=600.0)
     )
-    table = pytestconfig.rootpath / "reports" / "autobahn" / "summary.txt"
-    table.parent.mkdir(parents=True, exist_ok=True)
-    table.write_text(summary.format(), encoding="utf-8")  # conftest prints it at the end
-    for report in summary.roles:
-        assert not report.harness_errors, f"{report.role}: {report.harness_errors}"
-        assert report.outcomes, f"{report.role}: no case ran"
-        bad = [f"{o.case_id} {o.behavior}" for o in report.outcomes if o.behavior in BAD_BEHAVIORS]
-        assert not bad, f"{report.role} role: {', '.join(bad)} (reports in {tmp_path})"
-    assert summary.passed
+    _check(summary, pytestconfig, "1-10", tmp_path)
+
+
+@pytest.mark.autobahn
+def test_autobahn_deflate_cases_both_roles(tmp_path: Path, pytestconfig: pytest.Config) -> None:
+    """12.* and 13.*: permessage-deflate (RFC 7692), 216 cases a role; the slow part of CI."""
+    summary = asyncio.run(
+        run_autobahn(
+            ("server", "client"), DEFLATE_CASES, outdir=tmp_path, timeout=1800.0, deflate=True
+        )
+    )
+    _check(summary, pytestconfig, "12-13-deflate", tmp_path)

@@ -28,7 +28,7 @@ version = ".".join(release.split(".")[:2])
 
 # -- General -----------------------------------------------------------------------------------
 
-extensions = ["sphinx.ext.autodoc", "wsmachine_docs"]
+extensions = ["sphinx.ext.autodoc", "wsmachine_docs", "conformance"]
 exclude_patterns = ["_build", "_ext", "examples"]
 default_role = "py:obj"
 nitpicky = True
@@ -40,6 +40,10 @@ rst_prolog = f"""
 .. |max_handshake_size| replace:: {connection.DEFAULT_MAX_HANDSHAKE_SIZE:,} bytes (16 KiB)
 .. |max_rejection_body| replace:: {connection.DEFAULT_MAX_REJECTION_BODY:,} bytes (64 KiB)
 .. |max_reason_bytes| replace:: {close_codes.MAX_REASON_BYTES} bytes
+.. |max_handshake_line| replace:: {connection.DEFAULT_MAX_HANDSHAKE_LINE:,} bytes (8 KiB)
+.. |max_handshake_headers| replace:: {connection.DEFAULT_MAX_HANDSHAKE_HEADERS} header lines
+.. |min_max_fragments| replace:: {connection.MIN_DEFAULT_MAX_FRAGMENTS:,}
+.. |bytes_per_fragment| replace:: {connection.BYTES_PER_DEFAULT_FRAGMENT}
 """
 
 
@@ -79,7 +83,7 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(builtins\.)?(Exception|ValueError|TypeError)"),
     (r"py:.*", r"(abc|enum|typing|collections\.abc|dataclasses|socket|selectors)\..*"),
     (r"py:.*", r"(Sequence|Iterable|Iterator|Callable|Mapping|ABC|Enum|IntEnum)"),
-    (r"py:.*", r"(hypothesis|h11|asyncio|selectors|socket|zlib|ssl)(\..*)?"),
+    (r"py:.*", r"(hypothesis|h11|asyncio|selectors|socket|zlib|ssl|re)(\..*)?"),
 ]
 
 # -- HTML --------------------------------------------------------------------------------------

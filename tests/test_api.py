@@ -150,15 +150,22 @@ def _params(func: Any) -> dict[str, inspect.Parameter]:
 COMMON_SETTINGS = [
     "max_message_size",
     "max_frame_size",
+    "max_fragments",
     "stream",
     "auto_pong",
     "max_handshake_size",
+    "max_handshake_line",
+    "max_handshake_headers",
 ]
 
 
 def test_server_constructor_is_keyword_only() -> None:
     params = _params(wsmachine.ServerConnection)
-    assert list(params) == ["subprotocols", "extensions", *COMMON_SETTINGS]
+    assert list(params) == ["subprotocols", "extensions", "origin_policy", *COMMON_SETTINGS]
+    assert params["origin_policy"].default is None
+    assert params["max_fragments"].default is None
+    assert params["max_handshake_line"].default == 8192
+    assert params["max_handshake_headers"].default == 128
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values())
     assert params["max_message_size"].default == 1 << 20
     assert params["max_frame_size"].default is None

@@ -729,12 +729,23 @@ class TestPingPong:
         ]
         assert pair.client_to_server() == [Pong(payload=b"s")]
 
-    def test_no_pong_after_our_close(self, open_conn: Callable[..., Connection]) -> None:
+    def test_pong_after_our_close_until_the_peers_close(
+        self, open_conn: Callable[..., Connection]
+    ) -> None:
+        # §5.5.1 forbids only data frames after our Close; §5.5.2: answer every Ping until
+        # the peer's Close arrives.
         conn = open_conn()
         conn.close()
         conn.data_to_send()
         assert conn.receive_data(to(conn, PING, b"late")) == [Ping(payload=b"late")]
-        assert conn.data_to_send() == b""  # nothing may follow our Close (§5.5.1)
+        assert [f[0] for f in sent(conn)] == [PONG]
+        conn.pong(b"beat")
+        conn.ping(b"?")
+        with pytest.raises(LocalProtocolError, match="CLOSING"):
+            conn.send_text("no data after our Close")
+        assert conn.receive_data(to(conn, CLOSE, b"\x03\xe8")) == [Close(code=1000)]
+        with pytest.raises(LocalProtocolError, match="CLOSED"):
+            conn.ping()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1200,8 +1211,16 @@ CALLS: dict[str, Callable[[Connection], None]] = {
 }
 
 
-@pytest.mark.parametrize("call", list(CALLS))
-@pytest.mark.parametrize("state", [State.CONNECTING, State.CLOSING, State.CLOSED, State.REJECTED])
+# Ping and Pong may follow our Close (CLOSING, RFC 6455 §5.5.2): TestPingPong covers that.
+FORBIDDEN_CALLS = [
+    (state, call)
+    for state in (State.CONNECTING, State.CLOSING, State.CLOSED, State.REJECTED)
+    for call in CALLS
+    if not (state is State.CLOSING and call in ("ping", "pong"))
+]
+
+
+@pytest.mark.parametrize(("state", "call"), FORBIDDEN_CALLS)
 @pytest.mark.parametrize("role", ROLES)
 def test_send_calls_outside_open_raise_naming_the_state(role: str, state: State, call: str) -> None:
     conn = _in_state(role, state)

@@ -25,11 +25,14 @@ EXPECTED: dict[tuple[State, Action], State] = {
     (S.CONNECTING, A.RECEIVE_EOF): S.CLOSED,
     # §6 data transfer; §7.1.2 start closing; §7.1.5 peer closes first; §7.1.7 fail.
     (S.OPEN, A.SEND_DATA): S.OPEN,
+    (S.OPEN, A.SEND_CONTROL): S.OPEN,
     (S.OPEN, A.SEND_CLOSE): S.CLOSING,
     (S.OPEN, A.RECEIVE_CLOSE): S.CLOSED,
     (S.OPEN, A.FAIL): S.CLOSED,
     (S.OPEN, A.RECEIVE_EOF): S.CLOSED,
     # §5.5.1: after our Close, no more data; the peer's Close completes the handshake.
+    # §5.5.2: a Ping is answered until the peer's Close arrives, even after ours.
+    (S.CLOSING, A.SEND_CONTROL): S.CLOSING,
     (S.CLOSING, A.RECEIVE_CLOSE): S.CLOSED,
     (S.CLOSING, A.FAIL): S.CLOSED,
     (S.CLOSING, A.RECEIVE_EOF): S.CLOSED,
@@ -41,7 +44,7 @@ EXPECTED: dict[tuple[State, Action], State] = {
 ALL_PAIRS = list(itertools.product(State, Action))
 ALLOWED = [pair for pair in ALL_PAIRS if pair in EXPECTED]
 FORBIDDEN = [pair for pair in ALL_PAIRS if pair not in EXPECTED]
-USER_ACTIONS = {A.ACCEPT, A.REJECT, A.SEND_DATA, A.SEND_CLOSE}
+USER_ACTIONS = {A.ACCEPT, A.REJECT, A.SEND_DATA, A.SEND_CONTROL, A.SEND_CLOSE}
 
 
 def pair_id(pair: tuple[State, Action]) -> str:
@@ -55,8 +58,8 @@ class TestTable:
         assert TRANSITIONS == EXPECTED
 
     def test_walk_covers_every_pair(self) -> None:
-        assert len(ALL_PAIRS) == len(State) * len(Action) == 45
-        assert len(ALLOWED) == 15
+        assert len(ALL_PAIRS) == len(State) * len(Action) == 50
+        assert len(ALLOWED) == 17
         assert len(ALLOWED) + len(FORBIDDEN) == len(ALL_PAIRS)
 
 
@@ -92,6 +95,13 @@ class TestRFCRules:
             transition(state, A.SEND_DATA)
         with pytest.raises(LocalProtocolError, match="CLOSING"):
             transition(state, A.SEND_CLOSE)
+
+    def test_rfc_5_5_2_ping_and_pong_after_our_close(self) -> None:
+        # §5.5.1 forbids only data frames after our Close; §5.5.2 answers Pings until the
+        # peer's Close arrives.
+        assert transition(S.CLOSING, A.SEND_CONTROL) is S.CLOSING
+        with pytest.raises(LocalProtocolError, match="CLOSED"):
+            transition(S.CLOSED, A.SEND_CONTROL)
 
     @pytest.mark.parametrize("state", [S.CONNECTING, S.CLOSING, S.CLOSED, S.REJECTED])
     def test_rfc_6_1_data_only_when_open(self, state: State) -> None:

@@ -20,6 +20,7 @@ from .events import (
     Text,
 )
 from .headers import ExtensionOffer
+from .origin import OriginPolicy
 from .state import State
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Handshake",
     "Headers",
     "LocalProtocolError",
+    "OriginPolicy",
     "Ping",
     "Pong",
     "ProtocolError",

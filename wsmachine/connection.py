@@ -21,11 +21,21 @@ from .events import (
     Pong,
     Rejected,
     Text,
+    whole_binary,
+    whole_text,
 )
 from .extensions.base import Extension, ExtensionCodec
 from .frames import FrameReader, MaskKeySource, Opcode, build_frame
-from .handshake import ClientHandshake, HeaderInput, ServerHandshake, handshake_key
+from .handshake import (
+    DEFAULT_MAX_HEADERS,
+    DEFAULT_MAX_LINE_SIZE,
+    ClientHandshake,
+    HeaderInput,
+    ServerHandshake,
+    handshake_key,
+)
 from .headers import ExtensionOffer
+from .origin import OriginPolicy
 from .state import Action, State, transition
 from .utf8 import IncrementalValidator, InvalidUTF8Error
 
@@ -48,6 +58,33 @@ DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 DEFAULT_MAX_HANDSHAKE_SIZE = 16 << 10
 #: Default largest body of a refusal kept by a client.
 DEFAULT_MAX_REJECTION_BODY = 64 << 10
+#: Default longest line of the HTTP head, counting its CRLF: request line (414 above it),
+#: status line or header line (431 above it).
+DEFAULT_MAX_HANDSHAKE_LINE = DEFAULT_MAX_LINE_SIZE
+#: Default largest number of header lines in the HTTP head (431 above it).
+DEFAULT_MAX_HANDSHAKE_HEADERS = DEFAULT_MAX_HEADERS
+#: Fewest frames per message allowed by default, whatever ``max_message_size`` is.
+MIN_DEFAULT_MAX_FRAGMENTS = 4096
+#: By default a message may have one frame per this many bytes of ``max_message_size``.
+BYTES_PER_DEFAULT_FRAGMENT = 256
+
+
+def default_max_fragments(max_message_size: int) -> int:
+    """The ``max_fragments`` used when none is given: one frame per 256 bytes of
+    ``max_message_size``, and at least 4096 (4096 for the default 1 MiB).
+
+    A fragment costs about 60 bytes of bookkeeping however short it is, so tying the count
+    to the size keeps that overhead under a quarter of ``max_message_size`` (or 256 KiB).
+    """
+    return max(MIN_DEFAULT_MAX_FRAGMENTS, max_message_size // BYTES_PER_DEFAULT_FRAGMENT)
+
+
+def _check_handshake_limits(size: int, line: int, headers: int) -> None:
+    if size < 1 or line < 1 or headers < 0:
+        raise ValueError(
+            "max_handshake_size and max_handshake_line must be positive, "
+            "max_handshake_headers not negative"
+        )
 
 
 def _short_reason(error: RemoteProtocolError) -> str:
@@ -71,8 +108,10 @@ class Connection(abc.ABC):
         "_failed",
         "_held",
         "_masks",
+        "_max_fragments",
         "_max_frame_size",
         "_max_message_size",
+        "_msg_frames",
         "_msg_opcode",
         "_msg_parts",
         "_msg_size",
@@ -96,15 +135,21 @@ class Connection(abc.ABC):
         max_frame_size: int | None,
         stream: bool,
         auto_pong: bool,
+        max_fragments: int | None = None,
     ) -> None:
         if max_message_size < 1 or (max_frame_size is not None and max_frame_size < 1):
             raise ValueError("max_message_size and max_frame_size must be positive")
+        if max_fragments is not None and max_fragments < 1:
+            raise ValueError("max_fragments must be positive")
         self._client = client
         self._state = _CONNECTING
         self._out: list[bytes] = []
         self._max_message_size = max_message_size
         self._max_frame_size = (
             max_message_size if max_frame_size is None else min(max_frame_size, max_message_size)
+        )
+        self._max_fragments = (
+            default_max_fragments(max_message_size) if max_fragments is None else max_fragments
         )
         self._stream = stream
         self._auto_pong = auto_pong
@@ -115,6 +160,7 @@ class Connection(abc.ABC):
         self._msg_parts: list[bytes] = []
         self._text_parts: list[str] = []
         self._msg_size = 0
+        self._msg_frames = 0  # frames of the message being received so far
         self._utf8: IncrementalValidator | None = None
         self._send_opcode = 0  # opcode of the fragmented message being sent, 0 between messages
         self._failed = False
@@ -280,8 +326,20 @@ class Connection(abc.ABC):
         frames, error = reader.feed(data)
         events: list[Event] = []
         append = events.append
+        # Whole messages in one frame, with no extension and no streaming, take a short path.
+        simple = not self._codecs and not self._stream
         try:
             for opcode, fin, rsv, payload in frames:
+                if simple and fin and not self._msg_opcode:
+                    if opcode == _TEXT:
+                        try:
+                            append(whole_text(payload.decode("utf-8")))
+                        except UnicodeDecodeError:
+                            raise self._bad_utf8() from None
+                        continue
+                    if opcode == _BINARY:
+                        append(whole_binary(payload))
+                        continue
                 if opcode == _TEXT or opcode == _BINARY:
                     if self._msg_opcode:
                         raise RemoteProtocolError(
@@ -294,11 +352,11 @@ class Connection(abc.ABC):
                         # The common case: a whole message in one frame.
                         if opcode == _TEXT:
                             try:
-                                append(Text(data=payload.decode("utf-8")))
+                                append(whole_text(payload.decode("utf-8")))
                             except UnicodeDecodeError:
                                 raise self._bad_utf8() from None
                         else:
-                            append(Binary(data=payload))
+                            append(whole_binary(payload))
                         continue
                     self._msg_opcode = opcode
                     self._msg_size = 0
@@ -321,7 +379,8 @@ class Connection(abc.ABC):
                         )
                     if opcode == _PING:
                         append(Ping(payload=payload))
-                        if self._auto_pong and self._state is _OPEN:
+                        # Answered until the peer's Close arrives, even after ours (§5.5.2).
+                        if self._auto_pong and self._state is not _CLOSED:
                             self._out.append(self._frame(_PONG, payload))
                     elif opcode == _PONG:
                         append(Pong(payload=payload))
@@ -403,6 +462,14 @@ class Connection(abc.ABC):
                 close_code=CloseCode.MESSAGE_TOO_BIG,
             )
         self._msg_size = size
+        frames = self._msg_frames + 1
+        if frames > self._max_fragments:
+            raise RemoteProtocolError(
+                f"message of more than {self._max_fragments} frames "
+                "(max_fragments; RFC 6455 §10.4)",
+                close_code=CloseCode.MESSAGE_TOO_BIG,
+            )
+        self._msg_frames = frames
         if opcode == _TEXT:
             if self._stream:
                 events.append(Text(data=text, final=fin))
@@ -418,6 +485,7 @@ class Connection(abc.ABC):
                 events.append(Binary(data=b"".join(self._msg_parts)))
         if fin:
             self._msg_opcode = 0
+            self._msg_frames = 0
             self._msg_parts.clear()
             self._text_parts.clear()
             if self._utf8 is not None:
@@ -500,8 +568,9 @@ class Connection(abc.ABC):
         self._send_data(_BINARY, bytes(data), final, compress)
 
     def _send_control(self, opcode: int, payload: bytes | bytearray | memoryview) -> None:
-        if self._state is not _OPEN and self._held is None:
-            transition(self._state, Action.SEND_DATA)
+        state = self._state
+        if state is not _OPEN and state is not _CLOSING and self._held is None:
+            transition(state, Action.SEND_CONTROL)  # raises, naming the state and rule
         if len(payload) > 125:
             raise LocalProtocolError(
                 f"control frame payload is {len(payload)} bytes; at most 125 are allowed "
@@ -547,11 +616,21 @@ class ServerConnection(Connection):
     :param subprotocols: subprotocols this server speaks, in its order of preference;
         :meth:`accept` picks the first the client offers unless told otherwise.
     :param extensions: extensions this server may accept, in the order it applies them.
+    :param origin_policy: an :class:`~wsmachine.OriginPolicy`: an upgrade request whose
+        ``Origin`` it refuses is answered with 403 and reported as :class:`Rejected`.
+        ``None`` (the default) accepts any ``Origin``.
     :param max_message_size: largest message, in bytes, after any decompression (1009 above).
     :param max_frame_size: largest frame payload (1009 above); by default ``max_message_size``.
+    :param max_fragments: most frames in one message (1009 above); by default
+        ``max_message_size // 256``, at least 4096.
     :param stream: deliver messages frame by frame, with ``final`` on the last piece.
     :param auto_pong: answer every Ping with a Pong by itself.
     :param max_handshake_size: largest request head (answered with 431 above).
+    :param max_handshake_line: longest request line (414 above) or header line (431 above),
+        in bytes with its CRLF.
+    :param max_handshake_headers: most header lines in the request (431 above).
+
+    :doc:`/reference/limits` gives each default and its memory cost.
     """
 
     __slots__ = (
@@ -568,11 +647,15 @@ class ServerConnection(Connection):
         *,
         subprotocols: Sequence[str] = (),
         extensions: Sequence[Extension] = (),
+        origin_policy: OriginPolicy | None = None,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_frame_size: int | None = None,
+        max_fragments: int | None = None,
         stream: bool = False,
         auto_pong: bool = True,
         max_handshake_size: int = DEFAULT_MAX_HANDSHAKE_SIZE,
+        max_handshake_line: int = DEFAULT_MAX_HANDSHAKE_LINE,
+        max_handshake_headers: int = DEFAULT_MAX_HANDSHAKE_HEADERS,
     ) -> None:
         super().__init__(
             client=False,
@@ -580,11 +663,18 @@ class ServerConnection(Connection):
             max_frame_size=max_frame_size,
             stream=stream,
             auto_pong=auto_pong,
+            max_fragments=max_fragments,
         )
+        _check_handshake_limits(max_handshake_size, max_handshake_line, max_handshake_headers)
         self._subprotocols = tuple(subprotocols)
         self._extensions = tuple(extensions)
         self._max_handshake_size = max_handshake_size
-        self._handshake: ServerHandshake | None = ServerHandshake(max_handshake_size)
+        self._handshake: ServerHandshake | None = ServerHandshake(
+            max_handshake_size,
+            max_line=max_handshake_line,
+            max_headers=max_handshake_headers,
+            origin_policy=origin_policy,
+        )
         self._request: Handshake | HTTPRequest | None = None
         self._early = bytearray()
 
@@ -662,12 +752,18 @@ class ServerConnection(Connection):
                 f"subprotocol {subprotocol!r} was not offered by the client "
                 f"({list(event.subprotocols)}) (RFC 6455 §4.2.2 item 5.4)"
             )
-        responses = []
+        responses: list[ExtensionOffer] = []
         codecs = []
+        rsv = 0
         for extension in self._extensions:
+            # One answer per extension name, and no two extensions on the same RSV bit
+            # (RFC 6455 §9.1): a later setting of an accepted name is an alternative.
+            if any(response.name == extension.name for response in responses):
+                continue
             offers = [offer for offer in event.extensions if offer.name == extension.name]
             chosen = extension.accept_offers(offers) if offers else None
-            if chosen is not None:
+            if chosen is not None and not chosen[1].rsv_bits & rsv:
+                rsv |= chosen[1].rsv_bits
                 responses.append(chosen[0])
                 codecs.append(chosen[1])
         self._out.append(
@@ -714,6 +810,9 @@ class ClientConnection(Connection):
     :param origin: the ``Origin`` header to send, if any.
     :param extra_headers: more request headers.
     :param max_rejection_body: how much of a refusal's body to keep.
+    :param max_handshake_line: longest status line or header line of the response, in bytes
+        with its CRLF; a longer one fails the handshake (:class:`Rejected` with an error).
+    :param max_handshake_headers: most header lines in the response (likewise).
 
     The other parameters are as for :class:`ServerConnection`.
     """
@@ -731,9 +830,12 @@ class ClientConnection(Connection):
         extra_headers: HeaderInput = (),
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_frame_size: int | None = None,
+        max_fragments: int | None = None,
         stream: bool = False,
         auto_pong: bool = True,
         max_handshake_size: int = DEFAULT_MAX_HANDSHAKE_SIZE,
+        max_handshake_line: int = DEFAULT_MAX_HANDSHAKE_LINE,
+        max_handshake_headers: int = DEFAULT_MAX_HANDSHAKE_HEADERS,
         max_rejection_body: int = DEFAULT_MAX_REJECTION_BODY,
     ) -> None:
         super().__init__(
@@ -742,9 +844,18 @@ class ClientConnection(Connection):
             max_frame_size=max_frame_size,
             stream=stream,
             auto_pong=auto_pong,
+            max_fragments=max_fragments,
         )
+        _check_handshake_limits(max_handshake_size, max_handshake_line, max_handshake_headers)
+        if max_rejection_body < 0:
+            raise ValueError("max_rejection_body must not be negative")
         self._handshake: ClientHandshake | None = ClientHandshake(
-            max_handshake_size, max_rejection_body, subprotocols, extensions
+            max_handshake_size,
+            max_rejection_body,
+            subprotocols,
+            extensions,
+            max_line=max_handshake_line,
+            max_headers=max_handshake_headers,
         )
         self._out.append(self._handshake.request(host, path, origin, extra_headers))
 

@@ -155,3 +155,31 @@ class Close:
 
 #: Any event.
 Event = Handshake | HTTPRequest | Accepted | Rejected | Text | Binary | Ping | Pong | Close
+
+
+# -- fast construction for the receive path ----------------------------------------------------
+# A frozen dataclass's __init__ sets each field through object.__setattr__. Setting the slots
+# through their member descriptors builds an equal object with about half the work; the
+# machine uses these for the one-frame messages that dominate small-message traffic.
+
+_new = object.__new__
+_set_text_data = Text.__dict__["data"].__set__
+_set_text_final = Text.__dict__["final"].__set__
+_set_binary_data = Binary.__dict__["data"].__set__
+_set_binary_final = Binary.__dict__["final"].__set__
+
+
+def whole_text(data: str) -> Text:
+    """``Text(data=data)``, built faster (the machine's hot path)."""
+    event: Text = _new(Text)
+    _set_text_data(event, data)
+    _set_text_final(event, True)
+    return event
+
+
+def whole_binary(data: bytes) -> Binary:
+    """``Binary(data=data)``, built faster (the machine's hot path)."""
+    event: Binary = _new(Binary)
+    _set_binary_data(event, data)
+    _set_binary_final(event, True)
+    return event

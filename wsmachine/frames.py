@@ -65,11 +65,18 @@ def _py_apply_mask(data: bytes | bytearray, key: bytes) -> bytes:
 
 #: XOR ``data`` with the 4-byte ``key`` repeated (RFC 6455 §5.3): the compiled version when
 #: it was built, else the pure-Python one. Both give identical bytes.
+def _py_unmask(buffer: bytes | bytearray, start: int, end: int) -> bytes:
+    """``buffer[start:end]`` unmasked with the 4 bytes before ``start`` (the frame's key)."""
+    return _py_apply_mask(buffer[start:end], bytes(buffer[start - 4 : start]))
+
+
 apply_mask: Callable[[bytes | bytearray, bytes], bytes]
+unmask: Callable[[bytes | bytearray, int, int], bytes]
 try:
-    from ._speedups import apply_mask
+    from ._speedups import apply_mask, unmask
 except ImportError:  # no compiler at install time: the pure-Python path, tested the same way
     apply_mask = _py_apply_mask
+    unmask = _py_unmask
 
 
 class MaskKeySource:
@@ -267,10 +274,7 @@ class FrameReader:
             end = start + length
             if end > n:
                 break
-            if expect_mask:
-                payload = apply_mask(buf[start:end], bytes(buf[start - 4 : start]))
-            else:
-                payload = bytes(buf[start:end])
+            payload = unmask(buf, start, end) if expect_mask else bytes(buf[start:end])
             append((opcode, b0 >= 0x80, b0 & 0x70, payload))
             pos = end
         if pos:

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import http
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 
 import h11
@@ -26,6 +27,7 @@ from .headers import (
     parse_extension_list,
     parse_token_list,
 )
+from .origin import OriginPolicy
 
 __all__ = [
     "ClientHandshake",
@@ -40,6 +42,11 @@ HeaderInput = Iterable[tuple[str | bytes, str | bytes]]
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 _VERSION = b"13"
+
+#: Default longest line of an HTTP head, counting its CRLF (414 or 431 above it).
+DEFAULT_MAX_LINE_SIZE = 8192
+#: Default largest number of header lines in an HTTP head (431 above it).
+DEFAULT_MAX_HEADERS = 128
 
 
 def accept_key(key: str | bytes) -> str:
@@ -143,14 +150,118 @@ def _head_too_large(what: str, limit: int) -> RemoteProtocolError:
     )
 
 
+class _HeadScanner:
+    """Bound an HTTP head as its bytes arrive, before h11 parses any of it.
+
+    Limits the first line (request or status line), each header line (both counting their
+    line ending), the number of header lines and the head's total size. The error is the one
+    for the limit crossed first in the byte stream, so it does not depend on how the bytes
+    were split into reads.
+    """
+
+    __slots__ = ("_first", "_headers", "_last", "_line", "_size", "done", "limits", "what")
+
+    def __init__(self, what: str, limits: tuple[int, int, int]) -> None:
+        self.what = what  # "request" or "response"
+        self.limits = limits  # (max_size, max_line, max_headers)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start on a new head."""
+        self._size = 0  # bytes of the head so far
+        self._line = 0  # bytes of the current line so far, its line ending included
+        self._last = 0  # the last byte scanned (to see a CR just before a LF)
+        self._first = True  # the current line is the request or status line
+        self._headers = 0  # header lines ended so far
+        #: The head's blank line has been scanned.
+        self.done = False
+
+    def scan(self, data: bytes, pos: int = 0) -> int:
+        """Scan ``data[pos:]``; return the offset just past the head's end (``len(data)``
+        while it has not ended).
+
+        :raises RemoteProtocolError: a limit is crossed.
+        """
+        max_size, max_line, max_headers = self.limits
+        n = len(data)
+        while pos < n and not self.done:
+            newline = data.find(b"\n", pos)
+            end = n if newline < 0 else newline + 1
+            count = end - pos
+            line_room = max_line - self._line
+            size_room = max_size - self._size
+            if count > line_room and line_room <= size_room:
+                raise self._line_too_long(max_line)
+            if count > size_room:
+                raise _head_too_large(self.what, max_size)
+            self._line += count
+            self._size += count
+            previous = data[newline - 1] if newline > pos else self._last
+            self._last = data[end - 1]
+            pos = end
+            if newline < 0:
+                break
+            blank = self._line == 1 or (self._line == 2 and previous == 0x0D)
+            self._line = 0
+            if self._first:
+                self._first = False
+            elif blank:
+                self.done = True
+            else:
+                self._headers += 1
+                if self._headers > max_headers:
+                    raise RemoteProtocolError(
+                        f"the HTTP {self.what} has more than {max_headers} header lines "
+                        "(max_handshake_headers)",
+                        status_hint=431,
+                    )
+        return pos
+
+    def _line_too_long(self, max_line: int) -> RemoteProtocolError:
+        if self._first:
+            line = "request line" if self.what == "request" else "status line"
+            return RemoteProtocolError(
+                f"the HTTP {line} exceeds {max_line} bytes (max_handshake_line)",
+                status_hint=414 if self.what == "request" else 400,
+            )
+        return RemoteProtocolError(
+            f"an HTTP {self.what} header line exceeds {max_line} bytes (max_handshake_line)",
+            status_hint=431,
+        )
+
+
 class ServerHandshake:
-    """The server's half: read the upgrade request, answer it with 101 or an HTTP response."""
+    """The server's half: read the upgrade request, answer it with 101 or an HTTP response.
 
-    __slots__ = ("_h11", "_max_size", "_method", "_pending", "_received", "trailing")
+    :param max_size: largest request head (431 above it).
+    :param max_line: longest request line (414 above it) or header line (431), with its CRLF.
+    :param max_headers: most header lines (431 above it).
+    :param origin_policy: which ``Origin`` values pass (403 for the others); ``None``: any.
+    """
 
-    def __init__(self, max_size: int) -> None:
+    __slots__ = (
+        "_h11",
+        "_max_size",
+        "_method",
+        "_origin_policy",
+        "_pending",
+        "_received",
+        "_scanner",
+        "trailing",
+    )
+
+    def __init__(
+        self,
+        max_size: int,
+        *,
+        max_line: int = DEFAULT_MAX_LINE_SIZE,
+        max_headers: int = DEFAULT_MAX_HEADERS,
+        origin_policy: OriginPolicy | None = None,
+    ) -> None:
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_size)
         self._max_size = max_size
+        self._scanner = _HeadScanner("request", (max_size, max_line, max_headers))
+        self._origin_policy = origin_policy
         self._received = 0  # bytes fed until the request line and headers are parsed
         self._method = b""
         self._pending: Handshake | None = None
@@ -169,6 +280,7 @@ class ServerHandshake:
             if self._pending is None:
                 _check_head_start(data, -self._received, "request")
                 self._received += len(data)
+                self._scanner.scan(data)
                 event = conn.next_event()
                 if event is h11.NEED_DATA:
                     return None
@@ -181,6 +293,9 @@ class ServerHandshake:
                 result = _check_request(event)
                 if isinstance(result, HTTPRequest):
                     return result
+                policy = self._origin_policy
+                if policy is not None and not policy.allows(result.origin, result.host):
+                    raise _origin_refused(result.origin)
                 self._pending = result
             # The upgrade request has no body: h11 reports its end, then pauses.
             while True:
@@ -317,6 +432,43 @@ def _check_request(request: h11.Request) -> Handshake | HTTPRequest:
     )
 
 
+def _origin_refused(origin: str | None) -> RemoteProtocolError:
+    shown = "no Origin header" if origin is None else f"Origin {origin[:200]!r}"
+    return RemoteProtocolError(
+        f"{shown} is not allowed by this server's origin policy (RFC 6455 §10.2)",
+        close_code=1008,
+        status_hint=403,
+    )
+
+
+# host[:port], where host is a bracketed IPv6 literal or a name / IPv4 address (RFC 3986 §3.2).
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]{1,5})?")
+
+
+def _check_host_and_path(host: str, path: str) -> None:
+    """Refuse a Host that is not host[:port], or a target that is not a resource name."""
+    if not _HOST.fullmatch(host):
+        raise LocalProtocolError(
+            f"host {host!r}: expected host[:port] for the Host header (RFC 6455 §4.1 item 4)"
+        )
+    if not path.startswith("/") or "#" in path:
+        raise LocalProtocolError(
+            f"path {path!r}: expected a resource name, '/' then path and query, with no "
+            "fragment (RFC 6455 §3, §4.1 item 3)"
+        )
+
+
+def _first_accepting(candidates: Sequence[Extension], response: ExtensionOffer) -> ExtensionCodec:
+    error: RemoteProtocolError | None = None
+    for extension in candidates:
+        try:
+            return extension.accept_response(response)
+        except RemoteProtocolError as exc:
+            error = error or exc
+    assert error is not None
+    raise error
+
+
 def handshake_key(event: Handshake) -> str:
     """The client's ``Sec-WebSocket-Key`` from a checked handshake."""
     for name, value in event.headers:
@@ -338,6 +490,8 @@ class ClientHandshake:
         "_max_size",
         "_received",
         "_response",
+        "_scanned",
+        "_scanner",
         "_subprotocols",
         "codecs",
         "headers",
@@ -351,11 +505,16 @@ class ClientHandshake:
         max_body: int,
         subprotocols: Sequence[str],
         extensions: Sequence[Extension],
+        *,
+        max_line: int = DEFAULT_MAX_LINE_SIZE,
+        max_headers: int = DEFAULT_MAX_HEADERS,
     ) -> None:
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_size)
         self._max_size = max_size
+        self._scanner = _HeadScanner("response", (max_size, max_line, max_headers))
         self._received = 0  # bytes fed so far
         self._head_start = 0  # where the response head being read starts in them
+        self._scanned = 0  # where the scanner stopped in them
         self._key = new_key()
         self._max_body = max_body
         self._subprotocols = tuple(subprotocols)
@@ -376,6 +535,7 @@ class ClientHandshake:
         self, host: str, path: str, origin: str | None, extra_headers: HeaderInput
     ) -> bytes:
         """Return the upgrade request (RFC 6455 §4.1)."""
+        _check_host_and_path(host, path)
         if not all(map(is_token, self._subprotocols)) or len(set(self._subprotocols)) != len(
             self._subprotocols
         ):
@@ -416,6 +576,10 @@ class ClientHandshake:
             while True:
                 if self._response is None:
                     _check_head_start(data, self._head_start - start, "response")
+                    scanner = self._scanner
+                    offset = max(self._scanned, self._head_start) - start
+                    if not scanner.done and offset < len(data):
+                        self._scanned = start + scanner.scan(data, max(offset, 0))
                 event = conn.next_event()
                 if event is h11.NEED_DATA:
                     return None
@@ -431,6 +595,7 @@ class ClientHandshake:
                         accepted = self._check_101(event)
                         self.trailing = conn.trailing_data[0]
                         return accepted
+                    self._scanner.reset()
                     continue  # 1xx other than 101 are interim answers: wait for the real one
                 if isinstance(event, h11.Response):
                     self._response = event
@@ -484,16 +649,28 @@ class ClientHandshake:
                 f"{list(self._subprotocols)} (RFC 6455 §4.1 item 6)"
             )
         accepted = parse_extension_list(_values(headers, b"sec-websocket-extensions"))
-        remaining = list(self._extensions)
+        names: set[str] = set()
+        rsv = 0
         for offer in accepted:
-            match = next((ext for ext in remaining if ext.name == offer.name), None)
-            if match is None:
+            match = next((ext for ext in self._extensions if ext.name == offer.name), None)
+            if match is None or offer.name in names:
                 raise RemoteProtocolError(
                     f"server accepted extension {offer.name!r}, which was not offered or "
                     "was accepted twice (RFC 6455 §4.1 item 5, §9.1)"
                 )
-            remaining.remove(match)
-            self.codecs.append(match.accept_response(offer))
+            names.add(offer.name)
+            # Our alternatives of one extension are offered in order; the first that takes
+            # this answer wins (each raises on an answer its offer does not allow).
+            codec = _first_accepting(
+                [ext for ext in self._extensions if ext.name == offer.name], offer
+            )
+            if codec.rsv_bits & rsv:
+                raise RemoteProtocolError(
+                    f"server accepted extension {offer.name!r}, whose reserved bits another "
+                    "accepted extension already uses (RFC 6455 §9.1, RFC 7692 §5)"
+                )
+            rsv |= codec.rsv_bits
+            self.codecs.append(codec)
         return Accepted(
             subprotocol=protocols[0] if protocols else None,
             extensions=tuple(accepted),

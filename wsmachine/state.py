@@ -40,8 +40,10 @@ class Action(enum.Enum):
     RECEIVE_ACCEPT = "receive 101"
     #: Client: a non-101 answer, or an invalid 101, arrived.
     RECEIVE_REJECT = "receive rejection"
-    #: The local user sends a data frame, Ping or Pong.
+    #: The local user sends a data frame (text or binary).
     SEND_DATA = "send data"
+    #: The local user sends a Ping or a Pong (also the machine's own Pong to a Ping).
+    SEND_CONTROL = "send Ping or Pong"
     #: The local user starts the closing handshake (``close``).
     SEND_CLOSE = "send Close"
     #: A Close frame arrived from the peer (the echo is queued when this side had not sent one).
@@ -63,11 +65,14 @@ TRANSITIONS: dict[tuple[State, Action], State] = {
     (_S.CONNECTING, _A.RECEIVE_REJECT): _S.REJECTED,
     (_S.CONNECTING, _A.RECEIVE_EOF): _S.CLOSED,
     (_S.OPEN, _A.SEND_DATA): _S.OPEN,
+    (_S.OPEN, _A.SEND_CONTROL): _S.OPEN,
     (_S.OPEN, _A.SEND_CLOSE): _S.CLOSING,
     (_S.OPEN, _A.RECEIVE_CLOSE): _S.CLOSED,
     (_S.OPEN, _A.FAIL): _S.CLOSED,
     (_S.OPEN, _A.RECEIVE_EOF): _S.CLOSED,
-    # (CLOSING, SEND_DATA) is absent: no frame may follow our Close (RFC 6455 §5.5.1).
+    # (CLOSING, SEND_DATA) is absent: no data frame may follow our Close (RFC 6455 §5.5.1).
+    # Pings and Pongs still may: a Ping is answered until the peer's Close arrives (§5.5.2).
+    (_S.CLOSING, _A.SEND_CONTROL): _S.CLOSING,
     (_S.CLOSING, _A.RECEIVE_CLOSE): _S.CLOSED,
     (_S.CLOSING, _A.FAIL): _S.CLOSED,
     (_S.CLOSING, _A.RECEIVE_EOF): _S.CLOSED,
@@ -78,8 +83,10 @@ TRANSITIONS: dict[tuple[State, Action], State] = {
 _RULES: dict[Action, str] = {
     _A.ACCEPT: "only a pending handshake can be accepted (RFC 6455 §4.2.2)",
     _A.REJECT: "only a pending handshake can be rejected (RFC 6455 §4.2.2)",
-    _A.SEND_DATA: "data, Ping and Pong frames need an OPEN connection and may not follow a "
-    "Close frame (RFC 6455 §5.5.1)",
+    _A.SEND_DATA: "data frames need an OPEN connection and may not follow a Close frame "
+    "(RFC 6455 §5.5.1)",
+    _A.SEND_CONTROL: "Ping and Pong frames need an OPEN connection, or one waiting for the "
+    "peer's Close; none may follow the peer's Close (RFC 6455 §5.5.2)",
     _A.SEND_CLOSE: "a Close frame may be sent once, on an OPEN connection (RFC 6455 §5.5.1)",
 }
 

@@ -1,6 +1,7 @@
 """I/O adapters: the machine on real sockets.
 
-- :mod:`wsmachine.adapters.selector`: one thread, many connections, on :mod:`selectors`.
+- :mod:`wsmachine.adapters.selector`: one thread, many connections (server and clients), on
+  :mod:`selectors`.
 - :mod:`wsmachine.adapters.blocking`: blocking sockets, a thread per connection.
 - :mod:`wsmachine.adapters.trio`: trio streams (needs ``pip install wsmachine[trio]``).
 

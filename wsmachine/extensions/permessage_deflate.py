@@ -2,7 +2,7 @@
 
 Inflation is bounded: a message never decompresses past what is left of ``max_message_size``,
 and memory while inflating stays within that budget plus one byte, so a small frame that
-would inflate to gigabytes fails with 1009 at once (RFC 7692 §8.1, RFC 6455 §10.4).
+would inflate to gigabytes fails with 1009 at once (RFC 6455 §10.4).
 """
 
 from __future__ import annotations
@@ -343,7 +343,7 @@ class PerMessageDeflateCodec(ExtensionCodec):
         if len(out) > max_size:
             raise RemoteProtocolError(
                 f"compressed message inflates past the limit of {max_size} more bytes "
-                "(max_message_size; RFC 7692 §8.1)",
+                "(max_message_size; RFC 6455 §10.4)",
                 close_code=1009,
             )
         if inflater.eof:

@@ -1,5 +1,18 @@
-"""Helpers for testing code built on wsmachine: a client and a server joined in memory."""
+"""Helpers for testing code built on wsmachine: a client and a server joined in memory, and
+frames valid or deliberately broken.
 
+Hypothesis strategies live in :mod:`wsmachine.testing.strategies`, which needs the
+``hypothesis`` package; importing :mod:`wsmachine.testing` does not.
+"""
+
+from .frames import FrameBuilder, InvalidFrame
 from .pair import ClientSettings, ConnectionPair, Exchanged, ServerSettings
 
-__all__ = ["ClientSettings", "ConnectionPair", "Exchanged", "ServerSettings"]
+__all__ = [
+    "ClientSettings",
+    "ConnectionPair",
+    "Exchanged",
+    "FrameBuilder",
+    "InvalidFrame",
+    "ServerSettings",
+]

@@ -13,6 +13,7 @@ from ..connection import ClientConnection, ServerConnection
 from ..events import Accepted, Event, Handshake
 from ..extensions.base import Extension
 from ..handshake import HeaderInput
+from ..origin import OriginPolicy
 
 __all__ = ["ClientSettings", "ConnectionPair", "Exchanged", "ServerSettings"]
 
@@ -26,9 +27,12 @@ class ClientSettings(TypedDict, total=False):
     extra_headers: HeaderInput
     max_message_size: int
     max_frame_size: int | None
+    max_fragments: int | None
     stream: bool
     auto_pong: bool
     max_handshake_size: int
+    max_handshake_line: int
+    max_handshake_headers: int
     max_rejection_body: int
 
 
@@ -37,11 +41,15 @@ class ServerSettings(TypedDict, total=False):
 
     subprotocols: Sequence[str]
     extensions: Sequence[Extension]
+    origin_policy: OriginPolicy | None
     max_message_size: int
     max_frame_size: int | None
+    max_fragments: int | None
     stream: bool
     auto_pong: bool
     max_handshake_size: int
+    max_handshake_line: int
+    max_handshake_headers: int
 
 
 class Exchanged(NamedTuple):

@@ -1,0 +1,1 @@
+"""Coverage-guided fuzzing of wsmachine with atheris; see ``tests/fuzz/run.py``."""

@@ -1,0 +1,300 @@
+"""The fuzz targets: plain functions of one ``bytes`` input, shared by atheris and pytest.
+
+Each target raises only when wsmachine misbehaves: an exception other than the documented
+ones escapes, an event of an unknown type appears, the outcome depends on how the input was
+split into reads, or a limit is passed. ``tests/fuzz/test_corpus.py`` replays the stored
+corpus through them as regular tests; ``python -m tests.fuzz.run`` fuzzes them with atheris.
+
+Inputs: the first byte chooses how the rest is cut into reads (``_reads``), so the fuzzer
+explores splits as well as contents.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable
+
+from wsmachine import (
+    Accepted,
+    Binary,
+    ClientConnection,
+    Close,
+    Connection,
+    Event,
+    Handshake,
+    HTTPRequest,
+    Ping,
+    Pong,
+    Rejected,
+    RemoteProtocolError,
+    ServerConnection,
+    State,
+    Text,
+)
+from wsmachine.extensions import PerMessageDeflate
+from wsmachine.extensions.permessage_deflate import PerMessageDeflateCodec
+from wsmachine.handshake import accept_key
+from wsmachine.headers import (
+    build_extension_header,
+    parse_extension_list,
+    parse_token_list,
+)
+from wsmachine.state import Action
+
+EVENT_TYPES = (Handshake, HTTPRequest, Accepted, Rejected, Text, Binary, Ping, Pong, Close)
+#: The client's key in the fuzzed handshakes, fixed so the corpus can hold valid answers.
+CLIENT_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+MAX_MESSAGE = 256
+UPGRADE_REQUEST = (
+    b"GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: " + CLIENT_KEY.encode() + b"\r\nSec-WebSocket-Version: 13\r\n"
+    b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+)
+ACCEPT_RESPONSE = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: " + accept_key(CLIENT_KEY).encode() + b"\r\n"
+    b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+)
+_RANDOM_HEADERS = {b"sec-websocket-key", b"sec-websocket-accept"}
+
+
+class BrokenPromiseError(AssertionError):
+    """wsmachine broke one of its promises on this input."""
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise BrokenPromiseError(message)
+
+
+def _reads(data: bytes) -> tuple[bytes, list[bytes]]:
+    """Split an input into (the stream, the stream cut into reads) by its first byte."""
+    if not data:
+        return b"", []
+    head, stream = data[0], data[1:]
+    sizes = [1 + (head & 0x0F), 1 + (head >> 4) * 3]  # alternate two read sizes
+    pieces = []
+    pos = 0
+    i = 0
+    while pos < len(stream):
+        size = sizes[i & 1]
+        pieces.append(stream[pos : pos + size])
+        pos += size
+        i += 1
+    return stream, pieces
+
+
+def _normalized(event: Event) -> object:
+    if isinstance(event, Handshake | Accepted):
+        headers = tuple(h for h in event.headers if h[0] not in _RANDOM_HEADERS)
+        event = dataclasses.replace(event, headers=headers)
+    error = getattr(event, "error", None)
+    return (event, None if error is None else type(error))
+
+
+def _run(conn: Connection, pieces: list[bytes], accept: bool) -> tuple[list[object], object]:
+    """Feed the pieces and then the end of the stream; check each call's events."""
+    seen: list[object] = []
+    ended = False
+    for piece in pieces:
+        events = conn.receive_data(piece)
+        if accept:
+            for event in list(events):
+                if isinstance(event, Handshake) and isinstance(conn, ServerConnection):
+                    events += conn.accept(event)
+        _check_events(conn, events, ended)
+        ended = ended or any(isinstance(e, Close | Rejected) for e in events)
+        seen += map(_normalized, events)
+        conn.data_to_send()
+    events = conn.receive_eof()
+    _check_events(conn, events, ended)
+    seen += map(_normalized, events)
+    return seen, (conn.state, conn.should_close(), conn.close_expected())
+
+
+def _check_events(conn: Connection, events: list[Event], ended: bool) -> None:
+    for event in events:
+        _check(isinstance(event, EVENT_TYPES), f"unknown event {event!r}")
+        _check(not ended, f"event {event!r} after the connection ended")
+        if isinstance(event, Close) and event.error is not None:
+            _check(isinstance(event.error, RemoteProtocolError), repr(event.error))
+            _check(event.error.close_code == event.code, f"code mismatch in {event!r}")
+        if isinstance(event, Text | Binary):
+            _check(len(event.data) <= MAX_MESSAGE * 4, "a message passed max_message_size")
+        if isinstance(event, Rejected) and event.error is not None:
+            _check(isinstance(event.error, RemoteProtocolError), repr(event.error))
+    if events and isinstance(events[-1], Close):
+        _check(conn.state is State.CLOSED or not conn.client, "Close event but not CLOSED")
+
+
+def _split_invariant(
+    make: Callable[[], tuple[Connection, bytes]], data: bytes, accept: bool
+) -> None:
+    stream, pieces = _reads(data)
+    conn, prefix = make()
+    whole = _run(conn, [prefix + stream] if prefix or stream else [], accept)
+    conn, prefix = make()
+    split = _run(conn, [prefix, *pieces] if prefix else pieces, accept)
+    _check(whole == split, f"outcome depends on the split:\n{whole}\n{split}")
+
+
+def _codec() -> PerMessageDeflateCodec:
+    return PerMessageDeflateCodec(
+        send_window_bits=15,
+        send_no_context_takeover=False,
+        receive_window_bits=15,
+        receive_no_context_takeover=False,
+    )
+
+
+def _open_server() -> tuple[Connection, bytes]:
+    # Opened directly, not through a handshake: h11 would take most of each execution.
+    server = ServerConnection(max_message_size=MAX_MESSAGE, max_fragments=8)
+    server._open([_codec()], Action.ACCEPT, None, ())
+    server._handshake = None
+    return server, b""
+
+
+def _new_client() -> ClientConnection:
+    client = ClientConnection(
+        "h",
+        max_message_size=MAX_MESSAGE,
+        extensions=[PerMessageDeflate()],
+        max_handshake_size=2048,
+        max_handshake_line=256,
+        max_handshake_headers=16,
+        max_rejection_body=64,
+    )
+    handshake = client._handshake
+    assert handshake is not None
+    handshake._key = CLIENT_KEY  # so that the corpus can hold a valid answer
+    client.data_to_send()
+    return client
+
+
+def _open_client() -> tuple[Connection, bytes]:
+    client = ClientConnection("h", max_message_size=MAX_MESSAGE, stream=True)
+    client._open([_codec()], Action.RECEIVE_ACCEPT, None, ())
+    client._handshake = None
+    client.data_to_send()
+    return client, b""
+
+
+# -- the targets ------------------------------------------------------------------------------
+
+
+def frames_server(data: bytes) -> None:
+    """Frames from a client to an OPEN server with permessage-deflate on."""
+    _split_invariant(_open_server, data, accept=False)
+
+
+def frames_client(data: bytes) -> None:
+    """Frames from a server to an OPEN client with permessage-deflate on."""
+    _split_invariant(_open_client, data, accept=False)
+
+
+def handshake_server(data: bytes) -> None:
+    """Anything a client may send to a new server: the request, then early frames."""
+
+    def make() -> tuple[Connection, bytes]:
+        return (
+            ServerConnection(
+                max_message_size=MAX_MESSAGE,
+                extensions=[PerMessageDeflate()],
+                max_handshake_size=2048,
+                max_handshake_line=256,
+                max_handshake_headers=16,
+            ),
+            b"",
+        )
+
+    _split_invariant(make, data, accept=True)
+
+
+def handshake_client(data: bytes) -> None:
+    """Anything a server may answer a client with: 1xx, 101, refusals with bodies, frames."""
+    _split_invariant(lambda: (_new_client(), b""), data, accept=False)
+
+
+def extension_headers(data: bytes) -> None:
+    """The header-list grammar (RFC 7230 §7, RFC 6455 §9.1) and permessage-deflate's checks."""
+    text = data.decode("latin-1")
+    try:
+        offers = parse_extension_list([text])
+    except RemoteProtocolError:
+        offers = None
+    if offers is not None:
+        again = parse_extension_list([build_extension_header(offers)])
+        _check(again == offers, f"round trip changed {offers!r} into {again!r}")
+        deflate = [o for o in offers if o.name == "permessage-deflate"]
+        PerMessageDeflate().accept_offers(deflate)
+        PerMessageDeflate(client_max_window_bits=10).accept_offers(deflate)
+        for offer in deflate[:4]:
+            with contextlib.suppress(RemoteProtocolError):
+                PerMessageDeflate().accept_response(offer)
+    for header, slash in (("Sec-WebSocket-Protocol", False), ("Upgrade", True)):
+        try:
+            tokens = parse_token_list([text], header, allow_slash=slash)
+        except RemoteProtocolError:
+            continue
+        _check(all(tokens), "an empty token")
+
+
+def inflate(data: bytes) -> None:
+    """permessage-deflate inflation: bounded output, only RemoteProtocolError on bad data,
+    and compress → inflate is the identity."""
+    if len(data) < 2:
+        return
+    control, rest = data[0], data[1:]
+    bits = 9 + control % 7
+    reset = bool(control & 0x80)
+    limit = 1 + (control >> 3) % 8 * 64
+    codec = PerMessageDeflateCodec(
+        send_window_bits=bits,
+        send_no_context_takeover=reset,
+        receive_window_bits=bits,
+        receive_no_context_takeover=reset,
+    )
+    # The input as compressed frames of up to 3 messages, cut at its 0xFF bytes.
+    frames = rest.split(b"\xff")
+    opcode, rsv = 0x2, 0x40
+    try:
+        budget = limit
+        for i, payload in enumerate(frames):
+            fin = i == len(frames) - 1 or (payload[:1] == b"\x00")
+            out = codec.decode(opcode, fin, rsv, payload, budget)
+            _check(len(out) <= budget, f"inflated {len(out)} bytes past the budget {budget}")
+            budget -= len(out)
+            opcode, rsv = (0x2, 0x40) if fin else (0x0, 0)
+            if fin:
+                budget = limit
+    except RemoteProtocolError as error:
+        _check(error.close_code in (1002, 1007, 1009), f"close code {error.close_code}")
+    # Identity: what we compress, a fresh peer inflates back, message after message.
+    sender = PerMessageDeflateCodec(
+        send_window_bits=bits,
+        send_no_context_takeover=reset,
+        receive_window_bits=bits,
+        receive_no_context_takeover=reset,
+    )
+    receiver = PerMessageDeflateCodec(
+        send_window_bits=bits,
+        send_no_context_takeover=reset,
+        receive_window_bits=bits,
+        receive_no_context_takeover=reset,
+    )
+    for message in rest.split(b"\xfe")[:4]:
+        rsv_bits, wire = sender.encode(0x2, True, message)
+        out = receiver.decode(0x2, True, rsv_bits, wire, len(message))
+        _check(out == message, "compress then inflate changed the message")
+
+
+TARGETS: dict[str, Callable[[bytes], None]] = {
+    "frames_server": frames_server,
+    "frames_client": frames_client,
+    "handshake_server": handshake_server,
+    "handshake_client": handshake_client,
+    "extension_headers": extension_headers,
+    "inflate": inflate,
+}

@@ -38,6 +38,10 @@ def test_autobahn_cases_both_roles(tmp_path: Path, pytestconfig: pytest.Config) 
     _check(summary, pytestconfig, "1-10", tmp_path)
 
 
+# kosoku's case files (12.*) open its test data without closing it: its ResourceWarnings, not
+# ours, which the suite's filterwarnings=error would turn into failures.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.autobahn
 def test_autobahn_deflate_cases_both_roles(tmp_path: Path, pytestconfig: pytest.Config) -> None:
     """12.* and 13.*: permessage-deflate (RFC 7692), 216 cases a role; the slow part of CI."""

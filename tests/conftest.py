@@ -143,3 +143,25 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         if path.stat().st_mtime >= started:
             terminalreporter.section(f"Autobahn TestSuite (kosoku): {path.stem[8:]}")
             terminalreporter.write_line(path.read_text(encoding="utf-8"))
+
+
+# -- the pure-Python path ---------------------------------------------------------------------
+# `pytest --pure-python` runs the tests as on a machine where the optional C extension was not
+# built: wsmachine.frames then uses its Python versions. CI runs the core tests this way too.
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--pure-python",
+        action="store_true",
+        help="use wsmachine's pure-Python frame parsing and masking, not the C extension",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--pure-python"):
+        from wsmachine import frames
+
+        frames.apply_mask = frames._py_apply_mask
+        frames.unmask = frames._py_unmask
+        frames.parse_frames = frames._py_parse_frames

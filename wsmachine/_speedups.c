@@ -102,7 +102,169 @@ done:
     return result;
 }
 
+/* Fault kinds of parse_frames; wsmachine/frames.py turns them into RemoteProtocolError. */
+enum {
+    FAULT_NONMINIMAL_16 = 1,
+    FAULT_TOP_BIT = 2,
+    FAULT_NONMINIMAL_64 = 3,
+    FAULT_MASK = 4,
+    FAULT_RSV = 5,
+    FAULT_OPCODE = 6,
+    FAULT_CONTROL_LONG = 7,
+    FAULT_CONTROL_FRAGMENTED = 8,
+    FAULT_TOO_BIG = 9,
+};
+
+/* parse_frames(buffer, expect_masked, max_size, rsv_forbidden) -> (frames, end, fault)
+ *
+ * The same loop as frames._py_parse_frames, in C: the complete frames at the start of the
+ * buffer as (opcode, fin, rsv, payload) tuples, unmasked; the offset after the last one; and
+ * None, or (kind, value) for the first frame that breaks an RFC 6455 §5 rule. */
+static PyObject *
+parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    PyObject *frames = NULL, *result = NULL, *fault = NULL;
+    int expect_masked, rsv_forbidden;
+    unsigned long long max_size;
+    Py_ssize_t pos = 0, n;
+    const unsigned char *buf;
+
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "parse_frames() takes exactly 4 arguments");
+        return NULL;
+    }
+    expect_masked = PyObject_IsTrue(args[1]);
+    if (expect_masked < 0) {
+        return NULL;
+    }
+    max_size = PyLong_AsUnsignedLongLong(args[2]);
+    if (max_size == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    rsv_forbidden = (int)PyLong_AsLong(args[3]);
+    if (rsv_forbidden == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    buf = (const unsigned char *)view.buf;
+    n = view.len;
+    frames = PyList_New(0);
+    if (frames == NULL) {
+        goto done;
+    }
+    while (n - pos >= 2) {
+        unsigned char b0 = buf[pos], b1 = buf[pos + 1];
+        int opcode = b0 & 0x0F;
+        unsigned long long length = b1 & 0x7F;
+        Py_ssize_t header = 2, start, end;
+        int kind = 0;
+        unsigned long long value = 0;
+        PyObject *payload, *frame;
+
+        if (length == 126) {
+            if (n - pos < 4) {
+                break;
+            }
+            length = ((unsigned long long)buf[pos + 2] << 8) | buf[pos + 3];
+            header = 4;
+            if (length < 126) {
+                kind = FAULT_NONMINIMAL_16;
+                value = length;
+            }
+        }
+        else if (length == 127) {
+            int i;
+            if (n - pos < 10) {
+                break;
+            }
+            length = 0;
+            for (i = 2; i < 10; i++) {
+                length = (length << 8) | buf[pos + i];
+            }
+            header = 10;
+            if (length >> 63) {
+                kind = FAULT_TOP_BIT;
+            }
+            else if (length < 0x10000) {
+                kind = FAULT_NONMINIMAL_64;
+                value = length;
+            }
+        }
+        if (!kind) {
+            if ((b1 & 0x80) != (expect_masked ? 0x80 : 0)) {
+                kind = FAULT_MASK;
+            }
+            else if (b0 & rsv_forbidden) {
+                kind = FAULT_RSV;
+                value = b0 & 0x70;
+            }
+            else if (!((0x0707 >> opcode) & 1)) { /* known: 0, 1, 2, 8, 9, 10 */
+                kind = FAULT_OPCODE;
+                value = (unsigned long long)opcode;
+            }
+            else if (opcode & 0x8) {
+                if (length > 125) {
+                    kind = FAULT_CONTROL_LONG;
+                    value = length;
+                }
+                else if (!(b0 & 0x80)) {
+                    kind = FAULT_CONTROL_FRAGMENTED;
+                }
+            }
+            else if (length > max_size) {
+                kind = FAULT_TOO_BIG;
+                value = length;
+            }
+        }
+        if (kind) {
+            fault = Py_BuildValue("(iK)", kind, value);
+            if (fault == NULL) {
+                goto done;
+            }
+            break;
+        }
+        start = pos + header + (expect_masked ? 4 : 0);
+        if (n < start || (unsigned long long)(n - start) < length) {
+            break;
+        }
+        end = start + (Py_ssize_t)length;
+        payload = PyBytes_FromStringAndSize(NULL, end - start);
+        if (payload == NULL) {
+            goto done;
+        }
+        if (expect_masked) {
+            xor_key((unsigned char *)PyBytes_AS_STRING(payload), buf + start, end - start,
+                    buf + start - 4);
+        }
+        else {
+            memcpy(PyBytes_AS_STRING(payload), buf + start, (size_t)(end - start));
+        }
+        frame = Py_BuildValue("(iOiN)", opcode, (b0 & 0x80) ? Py_True : Py_False, b0 & 0x70,
+                              payload);
+        if (frame == NULL) {
+            goto done;
+        }
+        if (PyList_Append(frames, frame) < 0) {
+            Py_DECREF(frame);
+            goto done;
+        }
+        Py_DECREF(frame);
+        pos = end;
+    }
+    result = Py_BuildValue("(OnO)", frames, pos, fault ? fault : Py_None);
+done:
+    Py_XDECREF(fault);
+    Py_XDECREF(frames);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef speedups_methods[] = {
+    {"parse_frames", (PyCFunction)(void (*)(void))parse_frames, METH_FASTCALL,
+     "parse_frames(buffer, expect_masked, max_size, rsv_forbidden) -> (frames, end, fault)"},
     {"unmask", (PyCFunction)(void (*)(void))unmask, METH_FASTCALL,
      "unmask(buffer, start, end) -> bytes: buffer[start:end] XOR the 4 bytes before start."},
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL,

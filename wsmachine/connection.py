@@ -25,7 +25,7 @@ from .events import (
     whole_text,
 )
 from .extensions.base import Extension, ExtensionCodec
-from .frames import FrameReader, MaskKeySource, Opcode, build_frame
+from .frames import SHORT_HEADERS, FrameReader, MaskKeySource, Opcode, build_frame
 from .handshake import (
     DEFAULT_MAX_HEADERS,
     DEFAULT_MAX_LINE_SIZE,
@@ -118,6 +118,7 @@ class Connection(abc.ABC):
         "_out",
         "_peek_offset",
         "_peek_utf8",
+        "_plain_send",
         "_reader",
         "_send_opcode",
         "_state",
@@ -155,6 +156,7 @@ class Connection(abc.ABC):
         self._auto_pong = auto_pong
         self._reader: FrameReader | None = None
         self._codecs: tuple[ExtensionCodec, ...] = ()
+        self._plain_send = False  # server, no extension: small messages take a short path
         self._masks: MaskKeySource | None = MaskKeySource() if client else None
         self._msg_opcode = 0  # opcode of the message being received, 0 between messages
         self._msg_parts: list[bytes] = []
@@ -315,6 +317,7 @@ class Connection(abc.ABC):
         for codec in codecs:
             rsv |= codec.rsv_bits
         self._codecs = tuple(codecs)
+        self._plain_send = not codecs and not self._client
         self._reader = FrameReader(
             expect_masked=not self._client, max_frame_size=self._max_frame_size, rsv_allowed=rsv
         )
@@ -518,6 +521,19 @@ class Connection(abc.ABC):
         return build_frame(opcode, payload, fin=fin, rsv=rsv, mask_key=key)
 
     def _send_data(self, opcode: int, payload: bytes, final: bool, compress: bool) -> None:
+        if (
+            self._plain_send
+            and final
+            and len(payload) < 126
+            and self._state is _OPEN
+            and not self._send_opcode
+        ):
+            # A server's small whole message with no extension: a cached header, and no
+            # concatenation (data_to_send joins the pieces once).
+            out = self._out
+            out.append(SHORT_HEADERS[opcode][len(payload)])
+            out.append(payload)
+            return
         if self._state is not _OPEN and self._held is None:
             transition(self._state, Action.SEND_DATA)  # raises, naming the state and rule
         sending = self._send_opcode

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from .errors import RemoteProtocolError
 
 __all__ = [
+    "SHORT_HEADERS",
     "Frame",
     "FrameReader",
     "MaskKeySource",
@@ -70,15 +71,6 @@ def _py_unmask(buffer: bytes | bytearray, start: int, end: int) -> bytes:
     return _py_apply_mask(buffer[start:end], bytes(buffer[start - 4 : start]))
 
 
-apply_mask: Callable[[bytes | bytearray, bytes], bytes]
-unmask: Callable[[bytes | bytearray, int, int], bytes]
-try:
-    from ._speedups import apply_mask, unmask
-except ImportError:  # no compiler at install time: the pure-Python path, tested the same way
-    apply_mask = _py_apply_mask
-    unmask = _py_unmask
-
-
 class MaskKeySource:
     """Masking keys from the OS CSPRNG (RFC 6455 §5.3, §10.3), drawn in batches.
 
@@ -124,6 +116,14 @@ def build_frame(
     if mask_key is None:
         return header + payload
     return header + mask_key + apply_mask(payload, mask_key)
+
+
+#: The 2-byte header of an unmasked final TEXT or BINARY frame with a payload under 126 bytes,
+#: by opcode and length: a server sending small messages looks it up instead of building it.
+SHORT_HEADERS: dict[int, tuple[bytes, ...]] = {
+    opcode: tuple(bytes((0x80 | opcode, n)) for n in range(126))
+    for opcode in (Opcode.TEXT, Opcode.BINARY)
+}
 
 
 def _error(message: str, code: int = 1002) -> RemoteProtocolError:
@@ -197,87 +197,140 @@ class FrameReader:
             buf += data
         else:
             buf = bytearray(data)  # copies: the caller may reuse its buffer
-        frames: list[Frame] = []
-        append = frames.append
-        n = len(buf)
-        pos = 0
-        expect_mask = 0x80 if self.expect_masked else 0
-        rsv_forbidden = 0x70 & ~self.rsv_allowed
         max_size = self.max_frame_size
-        error: RemoteProtocolError | None = None
-        while n - pos >= 2:
-            b0 = buf[pos]
-            b1 = buf[pos + 1]
-            opcode = b0 & 0x0F
-            length = b1 & 0x7F
-            header = 2
-            if length == 126:
-                if n - pos < 4:
-                    break
-                length = (buf[pos + 2] << 8) | buf[pos + 3]
-                header = 4
-                if length < 126:
-                    error = _error(
-                        f"frame length {length} used the 16-bit form; the shortest "
-                        "form must be used (RFC 6455 §5.2)"
-                    )
-                    break
-            elif length == 127:
-                if n - pos < 10:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-                header = 10
-                if length >> 63:
-                    error = _error("frame length has its most significant bit set (RFC 6455 §5.2)")
-                    break
-                if length < 0x10000:
-                    error = _error(
-                        f"frame length {length} used the 64-bit form; the shortest "
-                        "form must be used (RFC 6455 §5.2)"
-                    )
-                    break
-            if (b1 & 0x80) != expect_mask:
-                error = _error(
-                    "unmasked frame from a client: clients must mask every frame (RFC 6455 §5.1)"
-                    if expect_mask
-                    else "masked frame from a server: servers must not mask (RFC 6455 §5.1)"
-                )
-                break
-            if b0 & rsv_forbidden:
-                error = _error(
-                    f"reserved bits 0x{b0 & 0x70:02x} set with no extension "
-                    "negotiated that defines them (RFC 6455 §5.2)"
-                )
-                break
-            if opcode not in _KNOWN_OPCODES:
-                error = _error(f"unknown opcode 0x{opcode:x} (RFC 6455 §5.2)")
-                break
-            if opcode & 0x8:
-                if length > _MAX_CONTROL_PAYLOAD:
-                    error = _error(
-                        f"control frame payload is {length} bytes; at most 125 "
-                        "are allowed (RFC 6455 §5.5)"
-                    )
-                    break
-                if not b0 & 0x80:
-                    error = _error("fragmented control frame (RFC 6455 §5.5)")
-                    break
-            elif length > max_size:
-                error = _error(
-                    f"frame payload of {length} bytes exceeds the limit of "
-                    f"{max_size} bytes (max_frame_size, which is at most max_message_size; "
-                    "RFC 6455 §10.4)",
-                    1009,
-                )
-                break
-            start = pos + header + (4 if expect_mask else 0)
-            end = start + length
-            if end > n:
-                break
-            payload = unmask(buf, start, end) if expect_mask else bytes(buf[start:end])
-            append((opcode, b0 >= 0x80, b0 & 0x70, payload))
-            pos = end
-        if pos:
-            del buf[:pos]
+        frames, end, fault = parse_frames(
+            buf, self.expect_masked, max_size, 0x70 & ~self.rsv_allowed
+        )
+        if end:
+            del buf[:end]
         self._buf = buf
-        return frames, error
+        if fault is None:
+            return frames, None
+        return frames, _fault_error(fault, self.expect_masked, max_size)
+
+
+# Kinds of rule broken, as parse_frames reports them (the C version uses the same numbers).
+_NONMINIMAL_16 = 1
+_TOP_BIT = 2
+_NONMINIMAL_64 = 3
+_MASK = 4
+_RSV = 5
+_OPCODE = 6
+_CONTROL_LONG = 7
+_CONTROL_FRAGMENTED = 8
+_TOO_BIG = 9
+
+Fault = tuple[int, int]
+
+
+def _py_parse_frames(
+    buf: bytes | bytearray, expect_masked: bool, max_size: int, rsv_forbidden: int
+) -> tuple[list[Frame], int, Fault | None]:
+    """Split ``buf`` into frames: the complete ones, the offset after them, and the first
+    broken rule as ``(kind, value)`` (RFC 6455 §5.2, §5.5), or ``None``.
+
+    One loop with an offset: header fields are read by indexing, and the only copy per frame
+    is its (unmasked) payload.
+    """
+    frames: list[Frame] = []
+    append = frames.append
+    n = len(buf)
+    pos = 0
+    expect_mask = 0x80 if expect_masked else 0
+    while n - pos >= 2:
+        b0 = buf[pos]
+        b1 = buf[pos + 1]
+        opcode = b0 & 0x0F
+        length = b1 & 0x7F
+        header = 2
+        if length == 126:
+            if n - pos < 4:
+                break
+            length = (buf[pos + 2] << 8) | buf[pos + 3]
+            header = 4
+            if length < 126:
+                return frames, pos, (_NONMINIMAL_16, length)
+        elif length == 127:
+            if n - pos < 10:
+                break
+            length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+            header = 10
+            if length >> 63:
+                return frames, pos, (_TOP_BIT, 0)
+            if length < 0x10000:
+                return frames, pos, (_NONMINIMAL_64, length)
+        if (b1 & 0x80) != expect_mask:
+            return frames, pos, (_MASK, 0)
+        if b0 & rsv_forbidden:
+            return frames, pos, (_RSV, b0 & 0x70)
+        if opcode not in _KNOWN_OPCODES:
+            return frames, pos, (_OPCODE, opcode)
+        if opcode & 0x8:
+            if length > _MAX_CONTROL_PAYLOAD:
+                return frames, pos, (_CONTROL_LONG, length)
+            if not b0 & 0x80:
+                return frames, pos, (_CONTROL_FRAGMENTED, 0)
+        elif length > max_size:
+            return frames, pos, (_TOO_BIG, length)
+        start = pos + header + (4 if expect_mask else 0)
+        end = start + length
+        if end > n:
+            break
+        payload = unmask(buf, start, end) if expect_mask else bytes(buf[start:end])
+        append((opcode, b0 >= 0x80, b0 & 0x70, payload))
+        pos = end
+    return frames, pos, None
+
+
+def _fault_error(fault: Fault, expect_masked: bool, max_size: int) -> RemoteProtocolError:
+    """The error for a rule broken, saying what was wrong and citing the RFC."""
+    kind, value = fault
+    if kind == _NONMINIMAL_16:
+        return _error(
+            f"frame length {value} used the 16-bit form; the shortest form must be used "
+            "(RFC 6455 §5.2)"
+        )
+    if kind == _TOP_BIT:
+        return _error("frame length has its most significant bit set (RFC 6455 §5.2)")
+    if kind == _NONMINIMAL_64:
+        return _error(
+            f"frame length {value} used the 64-bit form; the shortest form must be used "
+            "(RFC 6455 §5.2)"
+        )
+    if kind == _MASK:
+        return _error(
+            "unmasked frame from a client: clients must mask every frame (RFC 6455 §5.1)"
+            if expect_masked
+            else "masked frame from a server: servers must not mask (RFC 6455 §5.1)"
+        )
+    if kind == _RSV:
+        return _error(
+            f"reserved bits 0x{value:02x} set with no extension negotiated that defines them "
+            "(RFC 6455 §5.2)"
+        )
+    if kind == _OPCODE:
+        return _error(f"unknown opcode 0x{value:x} (RFC 6455 §5.2)")
+    if kind == _CONTROL_LONG:
+        return _error(
+            f"control frame payload is {value} bytes; at most 125 are allowed (RFC 6455 §5.5)"
+        )
+    if kind == _CONTROL_FRAGMENTED:
+        return _error("fragmented control frame (RFC 6455 §5.5)")
+    return _error(
+        f"frame payload of {value} bytes exceeds the limit of {max_size} bytes "
+        "(max_frame_size, which is at most max_message_size; RFC 6455 §10.4)",
+        1009,
+    )
+
+
+# The compiled versions when they were built (an optional extension), else the pure-Python
+# ones. Both give identical results: tests/test_speedups.py runs them side by side.
+apply_mask: Callable[[bytes | bytearray, bytes], bytes]
+unmask: Callable[[bytes | bytearray, int, int], bytes]
+parse_frames: Callable[[bytes | bytearray, bool, int, int], tuple[list[Frame], int, Fault | None]]
+try:
+    from ._speedups import apply_mask, parse_frames, unmask
+except ImportError:  # no compiler at install time
+    apply_mask = _py_apply_mask
+    unmask = _py_unmask
+    parse_frames = _py_parse_frames

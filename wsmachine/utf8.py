@@ -9,11 +9,9 @@ closes that gap, so invalid text fails at the first fragment that makes it impos
 
 from __future__ import annotations
 
-import codecs
+from codecs import utf_8_decode
 
 __all__ = ["IncrementalValidator", "InvalidUTF8Error"]
-
-_Decoder = codecs.getincrementaldecoder("utf-8")
 
 
 class InvalidUTF8Error(ValueError):
@@ -21,12 +19,17 @@ class InvalidUTF8Error(ValueError):
 
 
 class IncrementalValidator:
-    """Decode UTF-8 piece by piece, failing at the first piece that cannot lead to valid text."""
+    """Decode UTF-8 piece by piece, failing at the first piece that cannot lead to valid text.
 
-    __slots__ = ("_decoder",)
+    It calls the C codec directly (``codecs.utf_8_decode`` with ``final=False`` stops before
+    an incomplete sequence and reports how far it got) and keeps the few held-back bytes
+    itself: the codecs module's incremental decoder adds a Python layer per call.
+    """
+
+    __slots__ = ("_pending",)
 
     def __init__(self) -> None:
-        self._decoder = _Decoder()
+        self._pending = b""  # the start of a sequence the last piece ended in (0 to 3 bytes)
 
     def decode(self, data: bytes, final: bool) -> str:
         """Decode the next piece; ``final=True`` on the last one.
@@ -34,22 +37,24 @@ class IncrementalValidator:
         :raises InvalidUTF8Error: the text so far is invalid, or ends in bytes no continuation can
             make valid.
         """
+        if self._pending:
+            data = self._pending + data
         try:
-            text: str = self._decoder.decode(data, final)
+            text, used = utf_8_decode(data, "strict", final)
         except UnicodeDecodeError as exc:
             raise InvalidUTF8Error(str(exc)) from None
-        if not final:
-            pending = self._decoder.getstate()[0]
-            if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
-                raise InvalidUTF8Error("bytes ED A0-BF start a UTF-16 surrogate (RFC 3629 §4)")
+        pending = data[used:]
+        self._pending = pending
+        if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
+            raise InvalidUTF8Error("bytes ED A0-BF start a UTF-16 surrogate (RFC 3629 §4)")
         return text
 
     def copy(self) -> IncrementalValidator:
         """A validator in the same state, to look ahead without touching this one."""
         twin = IncrementalValidator()
-        twin._decoder.setstate(self._decoder.getstate())
+        twin._pending = self._pending
         return twin
 
     def reset(self) -> None:
         """Forget any pending bytes, ready for a new message."""
-        self._decoder.reset()
+        self._pending = b""

@@ -1,0 +1,135 @@
+"""The optional compiled speed-ups give exactly what the pure-Python code gives.
+
+``wsmachine._speedups`` (masking, unmasking in place, the frame-parsing loop) is built when a
+compiler is there; without it wsmachine uses the Python versions in ``wsmachine.frames``. Both
+paths are checked here side by side on generated input, and the whole machine is run once on
+the pure-Python path, so a machine without a compiler is tested too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wsmachine import Binary, Close, Ping, Text, frames
+from wsmachine.frames import _py_apply_mask, _py_parse_frames, _py_unmask, build_frame
+from wsmachine.testing import ConnectionPair
+
+speedups = pytest.importorskip("wsmachine._speedups", reason="the C extension was not built")
+
+keys = st.binary(min_size=4, max_size=4)
+
+
+@settings(deadline=None, max_examples=300)
+@given(data=st.binary(max_size=3000), key=keys)
+def test_apply_mask_matches(data: bytes, key: bytes) -> None:
+    assert speedups.apply_mask(data, key) == _py_apply_mask(data, key)
+    assert speedups.apply_mask(bytearray(data), key) == _py_apply_mask(data, key)
+
+
+@settings(deadline=None, max_examples=300)
+@given(data=st.binary(min_size=4, max_size=600), cut=st.data())
+def test_unmask_in_place_matches(data: bytes, cut: st.DataObject) -> None:
+    start = cut.draw(st.integers(4, len(data)))
+    end = cut.draw(st.integers(start, len(data)))
+    buffer = bytearray(data)
+    assert speedups.unmask(buffer, start, end) == _py_unmask(buffer, start, end)
+
+
+def test_unmask_refuses_offsets_outside_the_buffer() -> None:
+    for start, end in [(3, 5), (6, 5), (4, 11)]:
+        with pytest.raises(ValueError, match="unmask"):
+            speedups.unmask(bytearray(10), start, end)
+    with pytest.raises(ValueError, match="4 bytes"):
+        speedups.apply_mask(b"abc", b"key")
+
+
+def frame_streams() -> st.SearchStrategy[bytes]:
+    """Byte streams of valid frames, and then any bytes at all (to reach every fault)."""
+    one = st.builds(
+        lambda opcode, payload, fin, rsv, masked, key: build_frame(
+            opcode, payload, fin=fin, rsv=rsv, mask_key=key if masked else None
+        ),
+        st.sampled_from([0, 1, 2, 3, 8, 9, 10, 11]),
+        st.binary(max_size=300),
+        st.booleans(),
+        st.sampled_from([0, 0, 0, 0x40, 0x20, 0x10]),
+        st.booleans(),
+        keys,
+    )
+    return st.builds(
+        lambda parts, tail: b"".join(parts) + tail,
+        st.lists(one, max_size=6),
+        st.binary(max_size=20),
+    )
+
+
+@settings(deadline=None, max_examples=500)
+@given(
+    stream=frame_streams(),
+    expect_masked=st.booleans(),
+    max_size=st.sampled_from([0, 1, 125, 126, 300, 1 << 20]),
+    rsv_forbidden=st.sampled_from([0x70, 0x30, 0x00]),
+)
+def test_parse_frames_matches(
+    stream: bytes, expect_masked: bool, max_size: int, rsv_forbidden: int
+) -> None:
+    buffer = bytearray(stream)
+    compiled = speedups.parse_frames(buffer, expect_masked, max_size, rsv_forbidden)
+    python = _py_parse_frames(buffer, expect_masked, max_size, rsv_forbidden)
+    assert compiled == python
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"\x82\x7e\x00\x05",  # 16-bit length form for 5 bytes: not the shortest
+        b"\x82\x7f" + (1 << 63).to_bytes(8, "big"),  # most significant bit set
+        b"\x82\x7f" + (70_000).to_bytes(8, "big")[:7],  # incomplete 64-bit length
+        b"\x82\xff" + (1 << 40).to_bytes(8, "big"),  # 2**40 declared: over any limit
+        b"\x89\x7e\x00\x80",  # 128-byte Ping
+        b"\x09\x80",  # fragmented Ping
+    ],
+)
+@pytest.mark.parametrize("expect_masked", [True, False])
+def test_parse_frames_matches_on_edge_headers(header: bytes, expect_masked: bool) -> None:
+    buffer = bytearray(header + b"\x00" * 8)
+    assert speedups.parse_frames(buffer, expect_masked, 1 << 20, 0x70) == _py_parse_frames(
+        buffer, expect_masked, 1 << 20, 0x70
+    )
+
+
+@pytest.fixture
+def pure_python(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Run the machine as if the extension had not been built."""
+    monkeypatch.setattr(frames, "apply_mask", _py_apply_mask)
+    monkeypatch.setattr(frames, "unmask", _py_unmask)
+    monkeypatch.setattr(frames, "parse_frames", _py_parse_frames)
+    yield
+
+
+@pytest.mark.usefixtures("pure_python")
+def test_machine_on_the_pure_python_path() -> None:
+    assert frames.parse_frames is _py_parse_frames
+    pair = ConnectionPair()
+    pair.handshake()
+    pair.client.send_text("héllo")
+    pair.client.send_binary(bytes(range(256)) * 300)  # long enough for the translate path
+    pair.client.send_text("frag", final=False)
+    pair.client.ping(b"p")
+    pair.client.send_text("ment")
+    events = pair.client_to_server(chunks=7)
+    assert events == [
+        Text(data="héllo"),
+        Binary(data=bytes(range(256)) * 300),
+        Ping(payload=b"p"),
+        Text(data="fragment"),
+    ]
+    # A broken frame fails the same way: RSV2 with no extension, 1002.
+    (close,) = pair.server.receive_data(b"\xa1\x80abcd")
+    assert isinstance(close, Close)
+    assert close.code == 1002
+    assert "reserved bits 0x20" in str(close.error)

@@ -164,4 +164,5 @@ def pytest_configure(config: pytest.Config) -> None:
 
         frames.apply_mask = frames._py_apply_mask
         frames.unmask = frames._py_unmask
+        frames.masked_frame = frames._py_masked_frame
         frames.parse_frames = frames._py_parse_frames

@@ -15,7 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wsmachine import Binary, Close, Ping, Text, frames
-from wsmachine.frames import _py_apply_mask, _py_parse_frames, _py_unmask, build_frame
+from wsmachine.frames import (
+    _py_apply_mask,
+    _py_masked_frame,
+    _py_parse_frames,
+    _py_unmask,
+    build_frame,
+)
 from wsmachine.testing import ConnectionPair
 
 speedups = pytest.importorskip("wsmachine._speedups", reason="the C extension was not built")
@@ -28,6 +34,12 @@ keys = st.binary(min_size=4, max_size=4)
 def test_apply_mask_matches(data: bytes, key: bytes) -> None:
     assert speedups.apply_mask(data, key) == _py_apply_mask(data, key)
     assert speedups.apply_mask(bytearray(data), key) == _py_apply_mask(data, key)
+
+
+@settings(deadline=None, max_examples=200)
+@given(header=st.binary(max_size=14), data=st.binary(max_size=3000), key=keys)
+def test_masked_frame_matches(header: bytes, data: bytes, key: bytes) -> None:
+    assert speedups.masked_frame(header, key, data) == _py_masked_frame(header, key, data)
 
 
 @settings(deadline=None, max_examples=300)
@@ -107,6 +119,7 @@ def pure_python(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Run the machine as if the extension had not been built."""
     monkeypatch.setattr(frames, "apply_mask", _py_apply_mask)
     monkeypatch.setattr(frames, "unmask", _py_unmask)
+    monkeypatch.setattr(frames, "masked_frame", _py_masked_frame)
     monkeypatch.setattr(frames, "parse_frames", _py_parse_frames)
     yield
 

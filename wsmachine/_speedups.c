@@ -262,7 +262,52 @@ done:
     return result;
 }
 
+/* masked_frame(header, key, payload) -> bytes: header + key + payload masked with key, built
+ * in one allocation (a client's frame, RFC 6455 §5.2, §5.3). */
+static PyObject *
+masked_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer header, key, payload;
+    PyObject *result = NULL;
+
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "masked_frame() takes exactly 3 arguments");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &header, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[1], &key, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&header);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[2], &payload, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&key);
+        PyBuffer_Release(&header);
+        return NULL;
+    }
+    if (key.len != 4) {
+        PyErr_SetString(PyExc_ValueError, "the masking key must be 4 bytes (RFC 6455 §5.3)");
+        goto done;
+    }
+    result = PyBytes_FromStringAndSize(NULL, header.len + 4 + payload.len);
+    if (result != NULL) {
+        unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+        memcpy(out, header.buf, (size_t)header.len);
+        memcpy(out + header.len, key.buf, 4);
+        xor_key(out + header.len + 4, (const unsigned char *)payload.buf, payload.len,
+                (const unsigned char *)key.buf);
+    }
+done:
+    PyBuffer_Release(&payload);
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&header);
+    return result;
+}
+
 static PyMethodDef speedups_methods[] = {
+    {"masked_frame", (PyCFunction)(void (*)(void))masked_frame, METH_FASTCALL,
+     "masked_frame(header, key, payload) -> bytes: header + key + the masked payload."},
     {"parse_frames", (PyCFunction)(void (*)(void))parse_frames, METH_FASTCALL,
      "parse_frames(buffer, expect_masked, max_size, rsv_forbidden) -> (frames, end, fault)"},
     {"unmask", (PyCFunction)(void (*)(void))unmask, METH_FASTCALL,

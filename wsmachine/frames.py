@@ -66,6 +66,11 @@ def _py_apply_mask(data: bytes | bytearray, key: bytes) -> bytes:
 
 #: XOR ``data`` with the 4-byte ``key`` repeated (RFC 6455 §5.3): the compiled version when
 #: it was built, else the pure-Python one. Both give identical bytes.
+def _py_masked_frame(header: bytes, key: bytes, payload: bytes) -> bytes:
+    """``header + key + payload`` masked with ``key``: a client's frame."""
+    return header + key + _py_apply_mask(payload, key)
+
+
 def _py_unmask(buffer: bytes | bytearray, start: int, end: int) -> bytes:
     """``buffer[start:end]`` unmasked with the 4 bytes before ``start`` (the frame's key)."""
     return _py_apply_mask(buffer[start:end], bytes(buffer[start - 4 : start]))
@@ -115,7 +120,7 @@ def build_frame(
         header = bytes((b0, mask_bit | 127)) + n.to_bytes(8, "big")
     if mask_key is None:
         return header + payload
-    return header + mask_key + apply_mask(payload, mask_key)
+    return masked_frame(header, mask_key, payload)
 
 
 #: The 2-byte header of an unmasked final TEXT or BINARY frame with a payload under 126 bytes,
@@ -326,11 +331,13 @@ def _fault_error(fault: Fault, expect_masked: bool, max_size: int) -> RemoteProt
 # The compiled versions when they were built (an optional extension), else the pure-Python
 # ones. Both give identical results: tests/test_speedups.py runs them side by side.
 apply_mask: Callable[[bytes | bytearray, bytes], bytes]
+masked_frame: Callable[[bytes, bytes, bytes], bytes]
 unmask: Callable[[bytes | bytearray, int, int], bytes]
 parse_frames: Callable[[bytes | bytearray, bool, int, int], tuple[list[Frame], int, Fault | None]]
 try:
-    from ._speedups import apply_mask, parse_frames, unmask
+    from ._speedups import apply_mask, masked_frame, parse_frames, unmask
 except ImportError:  # no compiler at install time
     apply_mask = _py_apply_mask
+    masked_frame = _py_masked_frame
     unmask = _py_unmask
     parse_frames = _py_parse_frames

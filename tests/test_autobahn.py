@@ -31,11 +31,12 @@ def _check(summary: Summary, pytestconfig: pytest.Config, name: str, outdir: Pat
 
 
 @pytest.mark.autobahn
-def test_autobahn_cases_both_roles(tmp_path: Path, pytestconfig: pytest.Config) -> None:
+def test_autobahn_cases_both_roles(pytestconfig: pytest.Config) -> None:
+    outdir = pytestconfig.rootpath / "reports" / "autobahn" / "1-10"
     summary = asyncio.run(
-        run_autobahn(("server", "client"), DEFAULT_CASES, outdir=tmp_path, timeout=600.0)
+        run_autobahn(("server", "client"), DEFAULT_CASES, outdir=outdir, timeout=600.0)
     )
-    _check(summary, pytestconfig, "1-10", tmp_path)
+    _check(summary, pytestconfig, "1-10", outdir)
 
 
 # kosoku's case files (12.*) open its test data without closing it: its ResourceWarnings, not
@@ -43,11 +44,12 @@ def test_autobahn_cases_both_roles(tmp_path: Path, pytestconfig: pytest.Config) 
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.autobahn
-def test_autobahn_deflate_cases_both_roles(tmp_path: Path, pytestconfig: pytest.Config) -> None:
+def test_autobahn_deflate_cases_both_roles(pytestconfig: pytest.Config) -> None:
     """12.* and 13.*: permessage-deflate (RFC 7692), 216 cases a role; the slow part of CI."""
+    outdir = pytestconfig.rootpath / "reports" / "autobahn" / "12-13-deflate"
     summary = asyncio.run(
         run_autobahn(
-            ("server", "client"), DEFLATE_CASES, outdir=tmp_path, timeout=1800.0, deflate=True
+            ("server", "client"), DEFLATE_CASES, outdir=outdir, timeout=1800.0, deflate=True
         )
     )
-    _check(summary, pytestconfig, "12-13-deflate", tmp_path)
+    _check(summary, pytestconfig, "12-13-deflate", outdir)

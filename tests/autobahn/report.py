@@ -142,19 +142,44 @@ def render(
     return "\n".join(out)
 
 
+def merge(a: Any, b: Any) -> Any:
+    """Combine two summaries of runs over different cases (e.g. 1.*-10.* and 12.*/13.*):
+    numbers add up, flags must all hold, lists join, mappings merge key by key, and any
+    other value keeps the first run's."""
+    if isinstance(a, bool) and isinstance(b, bool):
+        return a and b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a + b
+    if isinstance(a, list) and isinstance(b, list):
+        return a + b
+    if isinstance(a, dict) and isinstance(b, dict):
+        merged = dict(a)
+        for key, value in b.items():
+            merged[key] = merge(a[key], value) if key in a else value
+        return merged
+    return a
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry: write the include file; status 1 if the summary cannot be read."""
     parser = argparse.ArgumentParser(
         prog="python -m tests.autobahn.report", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("summary", type=Path, help="autobahn-summary.json")
+    parser.add_argument(
+        "summary", type=Path, nargs="+", help="autobahn-summary.json, one or more runs"
+    )
     parser.add_argument("-o", "--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
     try:
-        summary = json.loads(args.summary.read_text(encoding="utf-8"))
-        text = render(summary, case_descriptions(args.summary))
+        summary: Any = None
+        descriptions: dict[tuple[str, str], str] = {}
+        for path in args.summary:
+            one = json.loads(path.read_text(encoding="utf-8"))
+            summary = one if summary is None else merge(summary, one)
+            descriptions.update(case_descriptions(path))
+        text = render(summary, descriptions)
     except (OSError, ValueError, KeyError, TypeError) as error:
-        print(f"cannot read {args.summary}: {error}", file=sys.stderr)
+        print(f"cannot read {[str(p) for p in args.summary]}: {error}", file=sys.stderr)
         return 1
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text, encoding="utf-8")

@@ -39,6 +39,7 @@ TARGET_NAMES = (
     "handshake_client",
     "extension_headers",
     "inflate",
+    "frame_parser",
 )
 
 
@@ -100,9 +101,9 @@ def fuzz(target: str, seconds: int, update_corpus: bool, jobs_dir: Path) -> Resu
     )
     if update_corpus and not result.crashed:
         _worker(shim, ["-merge=1", str(corpus), str(new)])
-    for empty in (crashes,):
-        if not any(empty.iterdir()):
-            empty.rmdir()
+    for folder in (crashes, CRASHES):  # keep the tree clean when nothing crashed
+        if not any(folder.iterdir()):
+            folder.rmdir()
     return result
 
 

@@ -66,6 +66,17 @@ def _requests() -> list[bytes]:
         b"GET / HTTP/1.0\r\n\r\n",
         UPGRADE_REQUEST.replace(b"Host: h\r\n", b"Host: h\r\nOrigin: https://example.com\r\n"),
         UPGRADE_REQUEST.replace(b"Host: h\r\n", b"X: " + b"y" * 300 + b"\r\n"),
+        *(
+            UPGRADE_REQUEST.replace(b"Host: h\r\n", b"Host: h\r\nOrigin: " + origin + b"\r\n")
+            for origin in (
+                b"https://evil.com",
+                b"https://app.example.org",
+                b"HTTPS://EXAMPLE.COM:443",
+                b"http://h",
+                b"http://[::1]:80",
+                b"null",
+            )
+        ),
     ]
     return [split + data for data in requests for split in SPLITS]
 
@@ -81,6 +92,11 @@ SEEDS: dict[str, list[bytes]] = {
         b', ,a;b=c;d, e ;f = "g"',
         b'x; q="unterminated',
         b"websocket, h2c/1.1, Upgrade",
+    ],
+    "frame_parser": [
+        bytes([control]) + data[1:]
+        for control in (0x00, 0x01, 0x0B, 0x41)
+        for data in _frames(masked=bool(control & 1))[::6]
     ],
     "inflate": [
         b"\x06" + _compressed(b"hello hello hello", False)[2:],

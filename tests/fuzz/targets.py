@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 from collections.abc import Callable
 
 from wsmachine import (
@@ -24,6 +25,7 @@ from wsmachine import (
     Event,
     Handshake,
     HTTPRequest,
+    OriginPolicy,
     Ping,
     Pong,
     Rejected,
@@ -32,6 +34,7 @@ from wsmachine import (
     State,
     Text,
 )
+from wsmachine import frames as frames_module
 from wsmachine.extensions import PerMessageDeflate
 from wsmachine.extensions.permessage_deflate import PerMessageDeflateCodec
 from wsmachine.handshake import accept_key
@@ -57,6 +60,11 @@ ACCEPT_RESPONSE = (
     b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
 )
 _RANDOM_HEADERS = {b"sec-websocket-key", b"sec-websocket-accept"}
+ORIGINS = OriginPolicy(
+    ["https://example.com", "http://localhost:8000", re.compile(r"https://[a-z]+\.example\.org")],
+    allow_missing=True,
+    allow_same_host=True,
+)
 
 
 class BrokenPromiseError(AssertionError):
@@ -202,6 +210,7 @@ def handshake_server(data: bytes) -> None:
             ServerConnection(
                 max_message_size=MAX_MESSAGE,
                 extensions=[PerMessageDeflate()],
+                origin_policy=ORIGINS,
                 max_handshake_size=2048,
                 max_handshake_line=256,
                 max_handshake_headers=16,
@@ -290,6 +299,38 @@ def inflate(data: bytes) -> None:
         _check(out == message, "compress then inflate changed the message")
 
 
+def frame_parser(data: bytes) -> None:
+    """The compiled frame parser and masking against their pure-Python twins (differential):
+    same frames, same offset, same fault, for any buffer and settings."""
+    if len(data) < 2:
+        return
+    control, buf = data[0], data[1:]
+    expect_masked = bool(control & 1)
+    max_size = (1, 125, 126, 65535, 65536, 1 << 20, (1 << 63) - 1)[(control >> 1) % 7]
+    rsv_forbidden = 0x70 & ~((control >> 4) << 4)
+    python = frames_module._py_parse_frames(buf, expect_masked, max_size, rsv_forbidden)
+    compiled = frames_module.parse_frames(buf, expect_masked, max_size, rsv_forbidden)
+    _check(compiled == python, f"C and Python parsers differ:\n{compiled!r}\n{python!r}")
+    key = (buf + b"\x00\x00\x00\x00")[:4]
+    _check(
+        frames_module.apply_mask(buf, key) == frames_module._py_apply_mask(buf, key),
+        "C and Python masking differ",
+    )
+    if len(buf) >= 4:  # unmask reads its key from the 4 bytes before start
+        start = min(len(buf), 4 + control % 8)
+        end = max(start, len(buf) - control % 5)
+        _check(
+            frames_module.unmask(buf, start, end) == frames_module._py_unmask(buf, start, end),
+            "C and Python unmask differ",
+        )
+    header = buf[:14]
+    _check(
+        frames_module.masked_frame(header, key, buf)
+        == frames_module._py_masked_frame(header, key, buf),
+        "C and Python masked_frame differ",
+    )
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "frames_server": frames_server,
     "frames_client": frames_client,
@@ -297,4 +338,5 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "handshake_client": handshake_client,
     "extension_headers": extension_headers,
     "inflate": inflate,
+    "frame_parser": frame_parser,
 }

@@ -257,3 +257,20 @@ def test_connections_have_no_instance_dict() -> None:
 def test_connection_is_abstract() -> None:
     with pytest.raises(TypeError):
         wsmachine.Connection()  # type: ignore[abstract,call-arg]
+
+
+def test_reference_page_and_all_agree() -> None:
+    """docs/reference/api.rst documents exactly the names in ``wsmachine.__all__``."""
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).parent.parent / "docs" / "reference" / "api.rst"
+    directive = re.compile(r"^\.\. auto(?:class|exception|function|data):: (\S+)", re.MULTILINE)
+    documented = set()
+    for name in directive.findall(page.read_text(encoding="utf-8")):
+        module, _, short = name.rpartition(".")
+        if module in ("", "wsmachine", "wsmachine.events") and short in wsmachine.__all__:
+            documented.add(short)
+        elif not module:
+            documented.add(short)  # a bare name must be public: checked below
+    assert documented == set(wsmachine.__all__)

@@ -135,8 +135,15 @@ class WsmachineAdapter(Adapter):
         self._messages: Any = (wsmachine.Text, wsmachine.Binary)
 
     def describe(self) -> str:
-        """Version of the package as imported."""
-        return f"wsmachine {getattr(self._wsm, '__version__', _version('wsmachine'))}"
+        """Version of the package as imported, and whether its C extension is in use."""
+        from wsmachine import frames
+
+        compiled = frames.parse_frames is not getattr(frames, "_py_parse_frames", None)
+        state = "active" if compiled else "NOT active (pure Python)"
+        return (
+            f"wsmachine {getattr(self._wsm, '__version__', _version('wsmachine'))} "
+            f"(C speed-ups {state})"
+        )
 
     def server(self) -> Any:
         """Read the upgrade request, accept it, drain the 101."""

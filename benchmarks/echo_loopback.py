@@ -134,6 +134,18 @@ def start(name: str) -> tuple[subprocess.Popen[str], int]:
     return process, int(line)
 
 
+def stop(process: subprocess.Popen[str]) -> None:
+    """End a server started by :func:`start`."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+    if process.stdout is not None:
+        process.stdout.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="length of one timed run")
@@ -166,12 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             client.close()
     finally:
         for process, _ in processes.values():
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+            stop(process)
 
     print(f"echo round trips per second over loopback ({repeat} x {seconds} s, median)")
     print(f"{'size':>8}  {'wsmachine':>12}  {'websockets':>12}  {'ratio':>6}")

@@ -3,16 +3,26 @@
 A workload's :meth:`~Workload.prepare` does the untimed work (a fresh connection opened by a
 real handshake) and returns the call to time; :meth:`~Workload.verify` then checks the result
 (message count, total size, last message or output bytes) and raises :class:`VerificationError`.
+
+Most rows time the sans-IO layers in this process. Four kinds reach further: the pure-Python
+rows run wsmachine with its compiled speed-ups switched off, the permessage-deflate rows reuse
+``benchmarks/compression.py``, the loopback echo rows talk to server subprocesses started by
+``benchmarks/echo_loopback.py``, and the memory row counts bytes with :mod:`tracemalloc`.
 """
 
 from __future__ import annotations
 
+import gc
 import random
+import tracemalloc
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from typing import Any
 
 from .adapters import REQUEST, Adapter, Handshakes, Received, Sent
+from .targets import Target, at_most, fraction, ratio
 from .wire import (
     CLIENT_KEY,
     OP_BINARY,
@@ -25,7 +35,7 @@ from .wire import (
     split,
 )
 
-__all__ = ["Sizes", "VerificationError", "Workload", "make_workloads"]
+__all__ = ["Sizes", "VerificationError", "Workload", "make_workloads", "pure_python"]
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -66,6 +76,12 @@ class Sizes:
     send_1m: int
     handshakes: int
     copies: int
+    deflate_1k: int
+    deflate_64k: int
+    #: Length of one timed loopback echo run, in seconds.
+    echo_seconds: float
+    #: Connections per measured batch of the memory row.
+    idle_connections: int
 
     @classmethod
     def for_mode(cls, quick: bool) -> Sizes:
@@ -79,6 +95,10 @@ class Sizes:
                 send_1m=10,
                 handshakes=600,
                 copies=100,
+                deflate_1k=1_000,
+                deflate_64k=50,
+                echo_seconds=0.2,
+                idle_connections=150,
             )
         return cls(
             small=60_000,
@@ -88,6 +108,10 @@ class Sizes:
             send_1m=32,
             handshakes=2_000,
             copies=300,
+            deflate_1k=4_000,
+            deflate_64k=200,
+            echo_seconds=0.5,
+            idle_connections=400,
         )
 
 
@@ -102,11 +126,23 @@ class Workload(ABC):
     unit: str
     #: A reference row measures no library (``prepare`` gets ``None``).
     reference: bool = False
+    #: The libraries this row measures; ``None``: every library that loaded.
+    libraries: tuple[str, ...] | None = None
+    #: False when a smaller number is better (memory): ratios are then theirs / wsmachine's.
+    higher_is_better: bool = True
+    #: At most this many measured rounds (a row whose number does not vary needs few).
+    max_rounds: int | None = None
+    #: What issue 5 asks of this row.
+    targets: tuple[Target, ...] = ()
 
     @property
     @abstractmethod
     def work(self) -> float:
         """Units of work per timed run (messages, handshakes, or megabytes)."""
+
+    def value(self, elapsed: float, result: object) -> float:
+        """The number a timed run reports: by default work per second."""
+        return self.work / elapsed
 
     def build(self) -> None:  # noqa: B027 - optional hook
         """Build the inputs (once, before any timing)."""
@@ -336,53 +372,394 @@ class CopyReference(Workload):
         _expect(result == self.count * MIB, f"copied {result!r} bytes")
 
 
+# -- the pure-Python path ------------------------------------------------------------------------
+
+#: wsmachine.frames' compiled functions and their pure-Python twins (``_py_<name>``), swapped as
+#: ``pytest --pure-python`` does (tests/conftest.py).
+_COMPILED = ("apply_mask", "unmask", "parse_frames", "masked_frame")
+
+
+@contextmanager
+def pure_python() -> Iterator[None]:
+    """Run wsmachine as if its optional C extension had not been built, then restore it."""
+    from wsmachine import frames
+
+    saved = {name: getattr(frames, name) for name in _COMPILED}
+    try:
+        for name in _COMPILED:
+            setattr(frames, name, getattr(frames, f"_py_{name}"))
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(frames, name, function)
+
+
+class PurePython(Workload):
+    """Another row run with wsmachine's compiled speed-ups off, against pure-Python wsproto.
+
+    The swap covers the untimed setup and the timed call; the inputs and the checks are the
+    other row's.
+    """
+
+    libraries = ("wsmachine", "wsproto")
+
+    def __init__(self, inner: Workload, name: str, title: str) -> None:
+        self.inner, self.name, self.title, self.unit = inner, name, title, inner.unit
+
+    @property
+    def work(self) -> float:
+        """The other row's work."""
+        return self.inner.work
+
+    def build(self) -> None:
+        """The other row's inputs."""
+        self.inner.build()
+
+    def release(self) -> None:
+        """Free them."""
+        self.inner.release()
+
+    def prepare(self, adapter: Adapter | None) -> Callable[[], object]:
+        """wsmachine: set up and time inside :func:`pure_python`; wsproto: as in the other row."""
+        lib = _need(adapter)
+        if lib.name != "wsmachine":
+            return self.inner.prepare(lib)
+        with pure_python():
+            call = self.inner.prepare(lib)
+
+        def timed() -> object:
+            with pure_python():
+                return call()
+
+        return timed
+
+    def verify(self, result: object) -> None:
+        """The other row's check."""
+        self.inner.verify(result)
+
+
+# -- permessage-deflate (benchmarks/compression.py) ----------------------------------------------
+
+
+class DeflateWorkload(Workload):
+    """Compressed text messages sent or received, wsmachine against websockets.
+
+    The inputs, the connection setup (a fresh compression context per timed run, the same
+    zlib settings on both sides), the loops and the checks are ``benchmarks/compression.py``'s.
+    """
+
+    libraries = ("wsmachine", "websockets")
+    unit = "msg/s"
+
+    def __init__(self, name: str, title: str, *, size: int, count: int, send: bool) -> None:
+        self.name, self.title = name, title
+        self.size, self.count, self.send = size, count, send
+        self._runs: dict[str, Any] = {}
+        self._check: Callable[[Any], None] | None = None
+
+    @property
+    def work(self) -> float:
+        """Messages."""
+        return float(self.count)
+
+    def build(self) -> None:
+        """The texts, and for receiving the compressed client stream both libraries read."""
+        from . import compression
+
+        make = compression.send_workload if self.send else compression.receive_workload
+        self._runs = make(self.size, self.count).runs
+
+    def release(self) -> None:
+        """Drop the inputs."""
+        self._runs = {}
+
+    def prepare(self, adapter: Adapter | None) -> Callable[[], object]:
+        """A fresh compressed connection pair (untimed); the timed call is the loop."""
+        setup, loop, check = self._runs[_need(adapter).name]
+        args = setup()
+        self._check = check
+        return lambda: loop(*args)
+
+    def verify(self, result: object) -> None:
+        """Received texts equal the sent ones; sent frames inflate to them with plain zlib."""
+        assert self._check is not None
+        try:
+            self._check(result)
+        except RuntimeError as exc:
+            raise VerificationError(str(exc)) from exc
+
+
+# -- loopback echo (benchmarks/echo_loopback.py) -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RoundTrips:
+    """What one timed echo run measured (its own clock: the client stops after a time)."""
+
+    rate: float
+
+
+class EchoWorkload(Workload):
+    """One client echoing binary messages over loopback with the selector adapter's server
+    (the ``wsmachine`` column) or websockets' asyncio server, each in its own process.
+
+    The client is the same bare wsmachine machine on a blocking socket for both servers and
+    checks every echo; a row's number is round trips per second of one timed run.
+    """
+
+    libraries = ("wsmachine", "websockets")
+    unit = "rt/s"
+
+    def __init__(self, name: str, title: str, *, size: int, seconds: float) -> None:
+        self.name, self.title = name, title
+        self.payload = random.Random(size).randbytes(size)
+        self.seconds = seconds
+        self._processes: dict[str, Any] = {}
+        self._clients: dict[str, Any] = {}
+
+    @property
+    def work(self) -> float:
+        """Unused: the client measures its own rate."""
+        return 1.0
+
+    def value(self, elapsed: float, result: object) -> float:
+        """The client's round trips per second."""
+        assert isinstance(result, RoundTrips)
+        return result.rate
+
+    def build(self) -> None:
+        """Start both servers, connect a client to each, warm both up."""
+        from . import echo_loopback
+
+        try:
+            for name in echo_loopback.SERVERS:
+                self._processes[name] = echo_loopback.start(name)
+            for name, (_, port) in self._processes.items():
+                self._clients[name] = echo_loopback.Client(port)
+            for client in self._clients.values():
+                client.round_trips(b"w" * 64, 0.1)
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Close the clients, stop the servers."""
+        from . import echo_loopback
+
+        for client in self._clients.values():
+            with suppress(OSError):
+                client.close()
+        for process, _ in self._processes.values():
+            echo_loopback.stop(process)
+        self._clients, self._processes = {}, {}
+
+    def prepare(self, adapter: Adapter | None) -> Callable[[], object]:
+        """The timed call echoes for ``seconds`` through the server named like the adapter."""
+        client, payload, seconds = self._clients[_need(adapter).name], self.payload, self.seconds
+
+        def echo() -> RoundTrips:
+            try:
+                return RoundTrips(client.round_trips(payload, seconds))
+            except AssertionError as exc:  # the client's own check of every echo
+                raise VerificationError(str(exc)) from exc
+
+        return echo
+
+    def verify(self, result: object) -> None:
+        """The client checked every echo while timing; here only that it ran."""
+        _expect(isinstance(result, RoundTrips) and result.rate > 0, f"no round trips: {result!r}")
+
+
+# -- memory of an idle connection -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Footprint:
+    """Bytes per connection, and the connections (kept alive until checked)."""
+
+    per_connection: float
+    connections: list[Any]
+
+
+class MemoryWorkload(Workload):
+    """Bytes allocated per idle OPEN server connection, without compression (tracemalloc).
+
+    Each connection is opened by a real handshake (read the request, accept, take the 101) and
+    kept. Under tracemalloc a first batch absorbs one-time costs (caches, free lists); the number
+    is the growth of traced memory over a second batch of as many connections, divided by their
+    count: what each further connection costs, all it keeps alive included.
+    """
+
+    name = "memory_idle"
+    title = "idle OPEN server connection (tracemalloc)"
+    unit = "B/conn"
+    higher_is_better = False
+    max_rounds = 3
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    @property
+    def work(self) -> float:
+        """Unused: the number is bytes, not a rate."""
+        return 1.0
+
+    def value(self, elapsed: float, result: object) -> float:
+        """Bytes per connection."""
+        assert isinstance(result, Footprint)
+        return result.per_connection
+
+    def prepare(self, adapter: Adapter | None) -> Callable[[], object]:
+        """The measured call opens ``2 * count`` connections under tracemalloc."""
+        lib, n = _need(adapter), self.count
+
+        def footprint() -> Footprint:
+            connections: list[Any] = [None] * (2 * n)
+            tracemalloc.start()
+            try:
+                for i in range(n):
+                    connections[i] = lib.server()
+                gc.collect()
+                before = tracemalloc.get_traced_memory()[0]
+                for i in range(n, 2 * n):
+                    connections[i] = lib.server()
+                gc.collect()
+                after = tracemalloc.get_traced_memory()[0]
+            finally:
+                tracemalloc.stop()
+            return Footprint((after - before) / n, connections)
+
+        return footprint
+
+    def verify(self, result: object) -> None:
+        """Every connection still OPEN, and a plausible number."""
+        _expect(isinstance(result, Footprint), f"not a Footprint: {result!r}")
+        assert isinstance(result, Footprint)
+        _expect(len(result.connections) == 2 * self.count, "connections missing")
+        states = {getattr(getattr(c, "state", None), "name", None) for c in result.connections}
+        _expect(states == {"OPEN"}, f"connection states after the handshakes: {states}")
+        _expect(result.per_connection > 0, f"{result.per_connection} bytes per connection")
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+
+def _aim(workload: Workload, *targets: Target) -> Workload:
+    workload.targets = targets
+    return workload
+
+
 def make_workloads(quick: bool) -> list[Workload]:
-    """Every row of the table, in order."""
+    """Every row of the table, in the order of issue 5's table."""
     n = Sizes.for_mode(quick)
     binary_1m = random.Random(2).randbytes(MIB)
-    return [
-        ReceiveWorkload(
-            "recv_text_125",
-            "server recv 125 B text (masked, to str)",
-            message=TEXT_125,
-            count=n.small,
-        ),
-        ReceiveWorkload(
-            "recv_binary_16",
-            "server recv 16 B binary (masked)",
-            message=b"0123456789abcdef",
-            count=n.small,
-        ),
-        ReceiveWorkload(
+
+    def recv_binary_1m() -> ReceiveWorkload:
+        return ReceiveWorkload(
             "recv_binary_1m",
             "server recv 1 MiB binary (masked)",
             message=binary_1m,
             count=n.binary_1m,
             unit="MB/s",
-        ),
-        CopyReference(n.copies),
-        ReceiveWorkload(
-            "recv_fragmented_1m",
-            "server recv 1 MiB text in 1 KiB fragments",
-            message=_utf8_text(MIB),
-            count=n.fragmented_1m,
-            fragment=KIB,
-            unit="MB/s",
-        ),
-        SendWorkload(
-            "send_text_125",
-            "server send 125 B text",
-            message=TEXT_125,
-            count=n.send_small,
-            client=False,
-        ),
-        SendWorkload(
+        )
+
+    def client_send_1m() -> SendWorkload:
+        return SendWorkload(
             "client_send_1m",
             "client send 1 MiB binary (masked)",
             message=binary_1m,
             count=n.send_1m,
             client=True,
             unit="MB/s",
+        )
+
+    websockets, wsproto = "websockets", "wsproto"
+    return [
+        _aim(
+            ReceiveWorkload(
+                "recv_text_125",
+                "server recv 125 B text (masked, to str)",
+                message=TEXT_125,
+                count=n.small,
+            ),
+            ratio(websockets, 2.0),
+            ratio(wsproto, 8.0),
         ),
-        HandshakeWorkload(n.handshakes),
+        _aim(
+            ReceiveWorkload(
+                "recv_binary_16",
+                "server recv 16 B binary (masked)",
+                message=b"0123456789abcdef",
+                count=n.small,
+            ),
+            ratio(websockets, 2.0),
+        ),
+        _aim(
+            recv_binary_1m(),
+            ratio(websockets, 1.5),
+            fraction(CopyReference.name, 0.40, "copy"),
+        ),
+        CopyReference(n.copies),
+        _aim(
+            PurePython(
+                recv_binary_1m(), "recv_binary_1m_pure", "server recv 1 MiB binary, pure Python"
+            ),
+            ratio(wsproto, 1.0),
+        ),
+        _aim(
+            SendWorkload(
+                "send_text_125",
+                "server send 125 B text",
+                message=TEXT_125,
+                count=n.send_small,
+                client=False,
+            ),
+            ratio(websockets, 1.5),
+        ),
+        _aim(client_send_1m(), ratio(websockets, 1.0)),
+        _aim(
+            PurePython(
+                client_send_1m(), "client_send_1m_pure", "client send 1 MiB binary, pure Python"
+            ),
+            ratio(wsproto, 1.0),
+        ),
+        _aim(
+            ReceiveWorkload(
+                "recv_fragmented_1m",
+                "server recv 1 MiB text in 1 KiB fragments",
+                message=_utf8_text(MIB),
+                count=n.fragmented_1m,
+                fragment=KIB,
+                unit="MB/s",
+            ),
+            ratio(websockets, 2.0),
+        ),
+        _aim(HandshakeWorkload(n.handshakes), ratio(websockets, 1.5)),
+        *(
+            _aim(
+                DeflateWorkload(
+                    f"deflate_{verb}_{label}",
+                    f"deflate: server {verb} {size // KIB} KiB text",
+                    size=size,
+                    count=count,
+                    send=verb == "send",
+                ),
+                ratio(websockets, 1.0),
+            )
+            for verb in ("send", "recv")
+            for label, size, count in (("1k", KIB, n.deflate_1k), ("64k", 64 * KIB, n.deflate_64k))
+        ),
+        *(
+            _aim(
+                EchoWorkload(
+                    f"echo_{label}",
+                    f"loopback echo {text}, selector vs asyncio",
+                    size=size,
+                    seconds=n.echo_seconds,
+                ),
+                ratio(websockets, 2.0),
+            )
+            for label, text, size in (("16", "16 B", 16), ("1k", "1 KiB", KIB))
+        ),
+        _aim(MemoryWorkload(n.idle_connections), at_most(1000, "B")),
     ]

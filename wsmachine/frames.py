@@ -68,7 +68,17 @@ def _py_apply_mask(data: bytes | bytearray, key: bytes) -> bytes:
 #: it was built, else the pure-Python one. Both give identical bytes.
 def _py_masked_frame(header: bytes, key: bytes, payload: bytes) -> bytes:
     """``header + key + payload`` masked with ``key``: a client's frame."""
-    return header + key + _py_apply_mask(payload, key)
+    if len(payload) < _TRANSLATE_THRESHOLD:
+        return header + key + _py_apply_mask(payload, key)
+    # Long payloads: one buffer, masked in place by four strided translations.
+    out = bytearray(header)
+    out += key
+    start = len(out)
+    out += payload
+    tables = _XOR_TABLES
+    for i in range(4):
+        out[start + i :: 4] = out[start + i :: 4].translate(tables[key[i]])
+    return bytes(out)
 
 
 def _py_unmask(buffer: bytes | bytearray, start: int, end: int) -> bytes:

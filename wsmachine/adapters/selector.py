@@ -840,7 +840,8 @@ class Loop:
 
     def _handshake(self, peer: Peer, event: Handshake) -> None:
         """Answer an upgrade request (only a :class:`Server`'s connections get one)."""
-        raise NotImplementedError
+        # A plain Loop opens client connections only, which never receive a request.
+        raise RuntimeError("only a Server answers upgrade requests; this Loop has no listener")
 
     def _accepted(self, peer: Peer, event: Accepted) -> None:
         """Client side: the server accepted the upgrade."""

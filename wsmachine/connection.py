@@ -329,20 +329,8 @@ class Connection(abc.ABC):
         frames, error = reader.feed(data)
         events: list[Event] = []
         append = events.append
-        # Whole messages in one frame, with no extension and no streaming, take a short path.
-        simple = not self._codecs and not self._stream
         try:
             for opcode, fin, rsv, payload in frames:
-                if simple and fin and not self._msg_opcode:
-                    if opcode == _TEXT:
-                        try:
-                            append(whole_text(payload.decode("utf-8")))
-                        except UnicodeDecodeError:
-                            raise self._bad_utf8() from None
-                        continue
-                    if opcode == _BINARY:
-                        append(whole_binary(payload))
-                        continue
                 if opcode == _TEXT or opcode == _BINARY:
                     if self._msg_opcode:
                         raise RemoteProtocolError(

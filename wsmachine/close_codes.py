@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 
 from .errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
     "CloseCode",
+    "CloseInfo",
     "build_close_payload",
     "check_code_to_send",
     "parse_close_payload",
@@ -35,6 +37,16 @@ class CloseCode(enum.IntEnum):
     BAD_GATEWAY = 1014
     #: Never on the wire: the TLS handshake failed (§7.4.1).
     TLS_HANDSHAKE = 1015
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CloseInfo:
+    """What one Close frame carried: its code (1005 when it had none) and its reason."""
+
+    #: The close code; 1005 (``NO_STATUS_RCVD``) for a Close frame without one.
+    code: int
+    #: The close reason, ``""`` when none.
+    reason: str = ""
 
 
 # Codes below 3000 that may appear in a Close frame: the registered ones minus the three that

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from typing import Literal
 
-from .close_codes import CloseCode, build_close_payload, check_code_to_send, parse_close_payload
+from .close_codes import CloseCode, CloseInfo, build_close_payload, check_code_to_send, parse_close_payload
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import (
     Accepted,
@@ -45,6 +46,7 @@ _OPEN = State.OPEN
 _CLOSING = State.CLOSING
 _CLOSED = State.CLOSED
 _CONNECTING = State.CONNECTING
+_REMOTE_CLOSING = State.REMOTE_CLOSING
 _TEXT = Opcode.TEXT.value
 _BINARY = Opcode.BINARY.value
 _CONT = Opcode.CONTINUATION.value
@@ -103,10 +105,14 @@ class Connection(abc.ABC):
         "_agreed_extensions",
         "_auto_pong",
         "_client",
+        "_close_received",
+        "_close_sent",
+        "_closed_first",
         "_codecs",
         "_eof",
         "_failed",
         "_held",
+        "_held_info",
         "_masks",
         "_max_fragments",
         "_max_frame_size",
@@ -167,11 +173,16 @@ class Connection(abc.ABC):
         self._send_opcode = 0  # opcode of the fragmented message being sent, 0 between messages
         self._failed = False
         self._eof = False
-        # The Close frame owed after the peer's Close or a violation. It waits for the next
-        # data_to_send(), so replies to the events of the same receive_data() call, queued
-        # meanwhile, go out first: the output then does not depend on how the input was split
-        # (a Text and a bad frame in one read get the Text's echo, as in two reads).
+        # The Close frame owed in REMOTE_CLOSING (after the peer's Close or a violation), and
+        # what it says. It waits for the next data_to_send(), so replies to the events of the
+        # same receive_data() call, queued meanwhile, go out first: the output then does not
+        # depend on how the input was split (a Text and a bad frame in one read get the
+        # Text's echo, as in two reads).
         self._held: bytes | None = None
+        self._held_info: CloseInfo | None = None
+        self._close_sent: CloseInfo | None = None
+        self._close_received: CloseInfo | None = None
+        self._closed_first: Literal["local", "remote"] | None = None
         self._subprotocol: str | None = None
         self._agreed_extensions: tuple[ExtensionOffer, ...] = ()
         self._peek_utf8: IncrementalValidator | None = None  # see _check_partial_text
@@ -194,12 +205,35 @@ class Connection(abc.ABC):
         """Whether :meth:`send_text`, :meth:`send_binary`, :meth:`ping` and :meth:`pong` are
         allowed now.
 
-        True while OPEN, and also just after a :meth:`receive_data` call that ended the
-        connection (the peer's Close, or a violation) until the next :meth:`data_to_send`:
-        replies to that call's earlier events still go out, before this side's Close frame.
-        So a reply does not depend on whether its message and the Close came in one read.
+        True while OPEN, and in REMOTE_CLOSING: after a :meth:`receive_data` call that ended
+        the connection (the peer's Close, or a violation) until the next
+        :meth:`data_to_send`, replies to that call's earlier events still go out, before this
+        side's Close frame. So a reply does not depend on whether its message and the Close
+        came in one read.
         """
-        return self._state is _OPEN or self._held is not None
+        state = self._state
+        return state is _OPEN or state is _REMOTE_CLOSING
+
+    @property
+    def close_sent(self) -> CloseInfo | None:
+        """The Close frame this side sent (handed to :meth:`data_to_send`), or ``None``.
+
+        Set by :meth:`close`, and by :meth:`data_to_send` when it releases the Close the
+        machine owed: the echo of the peer's code, or the failing Close after a violation.
+        """
+        return self._close_sent
+
+    @property
+    def close_received(self) -> CloseInfo | None:
+        """The Close frame the peer sent, or ``None`` when none arrived."""
+        return self._close_received
+
+    @property
+    def closed_first(self) -> Literal["local", "remote"] | None:
+        """Which side's Close frame came first: ``"local"`` when this side closed (by
+        :meth:`close`, or with the failing Close after the peer broke the protocol),
+        ``"remote"`` when the peer's Close arrived first, ``None`` while neither did."""
+        return self._closed_first
 
     @property
     def subprotocol(self) -> str | None:
@@ -213,7 +247,7 @@ class Connection(abc.ABC):
 
     def close_expected(self) -> bool:
         """Whether the TCP connection is about to end: arm a close timer (RFC 6455 §7.1.1)."""
-        return self._state in (_CLOSING, _CLOSED, State.REJECTED)
+        return self._state in (_CLOSING, _REMOTE_CLOSING, _CLOSED, State.REJECTED)
 
     def should_close(self) -> bool:
         """Whether the transport should close TCP now, once :meth:`data_to_send` is written.
@@ -240,7 +274,9 @@ class Connection(abc.ABC):
         out = self._out
         held = self._held
         if held is not None:
+            self._state = transition(self._state, Action.SEND_OWED_CLOSE)
             self._held = None
+            self._close_sent = self._held_info
             out.append(held)
         if not out:
             return b""
@@ -484,10 +520,13 @@ class Connection(abc.ABC):
 
     def _receive_close(self, payload: bytes, events: list[Event]) -> None:
         code, reason = parse_close_payload(payload)
+        self._close_received = CloseInfo(code, reason)
         if self._state is _OPEN:
             # Echo the code, not the reason (RFC 6455 §5.5.1); no code when none came.
             echo = None if code == CloseCode.NO_STATUS_RCVD else code
             self._held = self._frame(_CLOSE, build_close_payload(echo))
+            self._held_info = CloseInfo(code)
+            self._closed_first = "remote"
         self._state = transition(self._state, Action.RECEIVE_CLOSE)
         events.append(Close(code=code, reason=reason))
 
@@ -497,6 +536,8 @@ class Connection(abc.ABC):
         if self._state is _OPEN:
             payload = build_close_payload(error.close_code, reason.encode("utf-8"))
             self._held = self._frame(_CLOSE, payload)
+            self._held_info = CloseInfo(error.close_code, reason)
+            self._closed_first = "local"
         self._state = transition(self._state, Action.FAIL)
         self._failed = True
         events.append(Close(code=error.close_code, reason=reason, error=error))
@@ -522,8 +563,8 @@ class Connection(abc.ABC):
             out.append(SHORT_HEADERS[opcode][len(payload)])
             out.append(payload)
             return
-        if self._state is not _OPEN and self._held is None:
-            transition(self._state, Action.SEND_DATA)  # raises, naming the state and rule
+        if self._state is not _OPEN:
+            transition(self._state, Action.SEND_DATA)  # raises unless the table allows it
         sending = self._send_opcode
         if sending:
             if sending != opcode:
@@ -573,8 +614,8 @@ class Connection(abc.ABC):
 
     def _send_control(self, opcode: int, payload: bytes | bytearray | memoryview) -> None:
         state = self._state
-        if state is not _OPEN and state is not _CLOSING and self._held is None:
-            transition(state, Action.SEND_CONTROL)  # raises, naming the state and rule
+        if state is not _OPEN:
+            transition(state, Action.SEND_CONTROL)  # raises unless the table allows it
         if len(payload) > 125:
             raise LocalProtocolError(
                 f"control frame payload is {len(payload)} bytes; at most 125 are allowed "
@@ -611,6 +652,8 @@ class Connection(abc.ABC):
         else:
             payload = build_close_payload(code, check_code_to_send(code, reason))
         self._state = transition(self._state, Action.SEND_CLOSE)
+        self._close_sent = CloseInfo(CloseCode.NO_STATUS_RCVD if code is None else code, reason)
+        self._closed_first = "local"
         self._out.append(self._frame(_CLOSE, payload))
 
 

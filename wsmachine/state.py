@@ -23,6 +23,11 @@ class State(enum.Enum):
     OPEN = "OPEN"
     #: This side sent a Close frame and waits for the peer's (RFC 6455 §7.1.2).
     CLOSING = "CLOSING"
+    #: The peer's Close arrived, or the peer broke the protocol, and this side owes its own
+    #: Close frame: it goes out with the next ``data_to_send()``. Until then replies to the
+    #: messages already received may still be sent, so they precede the Close
+    #: (RFC 6455 §5.5.1: an endpoint may finish its current message before answering a Close).
+    REMOTE_CLOSING = "REMOTE_CLOSING"
     #: Both Close frames were exchanged, the connection failed, or the stream ended.
     CLOSED = "CLOSED"
     #: The opening handshake ended with an HTTP answer other than 101.
@@ -52,6 +57,9 @@ class Action(enum.Enum):
     FAIL = "fail"
     #: The peer's byte stream ended.
     RECEIVE_EOF = "receive EOF"
+    #: The Close this side owes (the echo of the peer's, or the failing one) is handed to the
+    #: transport by ``data_to_send()``.
+    SEND_OWED_CLOSE = "send the owed Close"
 
 
 _S = State
@@ -67,9 +75,15 @@ TRANSITIONS: dict[tuple[State, Action], State] = {
     (_S.OPEN, _A.SEND_DATA): _S.OPEN,
     (_S.OPEN, _A.SEND_CONTROL): _S.OPEN,
     (_S.OPEN, _A.SEND_CLOSE): _S.CLOSING,
-    (_S.OPEN, _A.RECEIVE_CLOSE): _S.CLOSED,
-    (_S.OPEN, _A.FAIL): _S.CLOSED,
+    (_S.OPEN, _A.RECEIVE_CLOSE): _S.REMOTE_CLOSING,
+    (_S.OPEN, _A.FAIL): _S.REMOTE_CLOSING,
     (_S.OPEN, _A.RECEIVE_EOF): _S.CLOSED,
+    # Replies to messages received before the peer's Close may still go out, before ours;
+    # input is no longer read (RFC 6455 §1.4), so a later EOF changes nothing.
+    (_S.REMOTE_CLOSING, _A.SEND_DATA): _S.REMOTE_CLOSING,
+    (_S.REMOTE_CLOSING, _A.SEND_CONTROL): _S.REMOTE_CLOSING,
+    (_S.REMOTE_CLOSING, _A.SEND_OWED_CLOSE): _S.CLOSED,
+    (_S.REMOTE_CLOSING, _A.RECEIVE_EOF): _S.REMOTE_CLOSING,
     # (CLOSING, SEND_DATA) is absent: no data frame may follow our Close (RFC 6455 §5.5.1).
     # Pings and Pongs still may: a Ping is answered until the peer's Close arrives (§5.5.2).
     (_S.CLOSING, _A.SEND_CONTROL): _S.CLOSING,
@@ -83,11 +97,13 @@ TRANSITIONS: dict[tuple[State, Action], State] = {
 _RULES: dict[Action, str] = {
     _A.ACCEPT: "only a pending handshake can be accepted (RFC 6455 §4.2.2)",
     _A.REJECT: "only a pending handshake can be rejected (RFC 6455 §4.2.2)",
-    _A.SEND_DATA: "data frames need an OPEN connection and may not follow a Close frame "
-    "(RFC 6455 §5.5.1)",
+    _A.SEND_DATA: "data frames need an OPEN connection (or one that owes the peer its Close) "
+    "and may not follow this side's Close frame (RFC 6455 §5.5.1)",
     _A.SEND_CONTROL: "Ping and Pong frames need an OPEN connection, or one waiting for the "
-    "peer's Close; none may follow the peer's Close (RFC 6455 §5.5.2)",
-    _A.SEND_CLOSE: "a Close frame may be sent once, on an OPEN connection (RFC 6455 §5.5.1)",
+    "peer's Close or owing its own; none may follow both Close frames (RFC 6455 §5.5.2)",
+    _A.SEND_CLOSE: "a Close frame may be sent once, on an OPEN connection; after the peer's "
+    "Close the machine sends the answer itself (RFC 6455 §5.5.1)",
+    _A.SEND_OWED_CLOSE: "only a connection in REMOTE_CLOSING owes a Close frame",
 }
 
 

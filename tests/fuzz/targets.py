@@ -106,22 +106,27 @@ def _run(conn: Connection, pieces: list[bytes], accept: bool) -> tuple[list[obje
     seen: list[object] = []
     ended = False
     for piece in pieces:
+        before = conn.state
         events = conn.receive_data(piece)
         if accept:
             for event in list(events):
                 if isinstance(event, Handshake) and isinstance(conn, ServerConnection):
                     events += conn.accept(event)
-        _check_events(conn, events, ended)
+        _check_events(conn, events, ended, before)
         ended = ended or any(isinstance(e, Close | Rejected) for e in events)
         seen += map(_normalized, events)
+        owing = conn.state is State.REMOTE_CLOSING
         conn.data_to_send()
+        _check(not owing or conn.state is State.CLOSED, "data_to_send() kept the owed Close")
+    before = conn.state
     events = conn.receive_eof()
-    _check_events(conn, events, ended)
+    _check_events(conn, events, ended, before)
     seen += map(_normalized, events)
-    return seen, (conn.state, conn.should_close(), conn.close_expected())
+    records = (conn.close_sent, conn.close_received, conn.closed_first)
+    return seen, (conn.state, conn.should_close(), conn.close_expected(), records)
 
 
-def _check_events(conn: Connection, events: list[Event], ended: bool) -> None:
+def _check_events(conn: Connection, events: list[Event], ended: bool, before: State) -> None:
     for event in events:
         _check(isinstance(event, EVENT_TYPES), f"unknown event {event!r}")
         _check(not ended, f"event {event!r} after the connection ended")
@@ -132,8 +137,17 @@ def _check_events(conn: Connection, events: list[Event], ended: bool) -> None:
             _check(len(event.data) <= MAX_MESSAGE * 4, "a message passed max_message_size")
         if isinstance(event, Rejected) and event.error is not None:
             _check(isinstance(event.error, RemoteProtocolError), repr(event.error))
-    if events and isinstance(events[-1], Close):
-        _check(conn.state is State.CLOSED or not conn.client, "Close event but not CLOSED")
+    last = events[-1] if events else None
+    if isinstance(last, Close):
+        # The peer's Close or a violation after the handshake leaves this side's Close owed
+        # until data_to_send() (REMOTE_CLOSING); after our Close (CLOSING), or when the
+        # stream ended (1006), the connection is over at once.
+        over = last.code == 1006 or before is State.CLOSING
+        expected = State.CLOSED if over else State.REMOTE_CLOSING
+        _check(
+            conn.state is expected,
+            f"Close event from {before.name}: state {conn.state.name}, not {expected.name}",
+        )
 
 
 def _split_invariant(

@@ -1,7 +1,6 @@
-"""What the adapters share: URLs, HTTP answers, close bookkeeping and the closed exception.
+"""What the adapters show their users: URLs, HTTP answers and the two exceptions.
 
-Nothing here speaks the protocol; the machine does. This module only turns the machine's
-events into what an I/O layer needs to report (who closed, with which code and reason).
+Nothing here speaks the protocol (the machine does) or keeps time (the session does).
 """
 
 from __future__ import annotations
@@ -10,35 +9,20 @@ import dataclasses
 import urllib.parse
 from collections.abc import Callable, Sequence
 
+from ..close_codes import CloseInfo
 from ..events import Close, Handshake, HTTPRequest, Rejected
 
 __all__ = [
-    "DEFAULT_CLOSE_TIMEOUT",
-    "DEFAULT_OPEN_TIMEOUT",
-    "DEFAULT_PING_TIMEOUT",
-    "CloseInfo",
-    "CloseRecord",
     "ConnectionClosed",
     "HTTPHandler",
     "HTTPResponse",
     "HandshakeError",
-    "OriginCheck",
     "WebSocketURL",
-    "forbidden_origin",
     "handshake_error",
-    "header_value",
     "not_found",
     "parse_url",
-    "same_origin",
     "upgrade_required",
 ]
-
-#: Seconds a peer has to finish the opening handshake.
-DEFAULT_OPEN_TIMEOUT = 10.0
-#: Seconds the closing handshake and the TCP close may take before the socket is dropped.
-DEFAULT_CLOSE_TIMEOUT = 10.0
-#: Seconds to wait for the Pong that answers a keepalive Ping.
-DEFAULT_PING_TIMEOUT = 20.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -93,30 +77,6 @@ class HTTPResponse:
 
 #: Answers a plain HTTP request; ``None`` means 404.
 HTTPHandler = Callable[[HTTPRequest], HTTPResponse | None]
-#: Decides whether an upgrade request's ``Origin`` is allowed (``False``: 403).
-OriginCheck = Callable[[Handshake], bool]
-
-
-def header_value(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str | None:
-    """The first value of header ``name`` (lower-case bytes) as text, or ``None``."""
-    for key, value in headers:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
-def same_origin(handshake: Handshake) -> bool:
-    """A ``check_origin`` function that allows clients sending no ``Origin`` (not a browser) and
-    browsers on a page of this very host (``Origin`` authority equal to ``Host``).
-
-    Browsers always send ``Origin``; refusing other origins stops a page elsewhere from
-    using a visitor's browser to talk to this server (RFC 6455 §10.2).
-    """
-    origin = handshake.origin
-    if origin is None:
-        return True
-    parts = urllib.parse.urlsplit(origin)
-    return parts.scheme in ("http", "https") and parts.netloc.lower() == handshake.host.lower()
 
 
 def _text(status: int, message: str, headers: Sequence[tuple[str, str]] = ()) -> HTTPResponse:
@@ -127,31 +87,18 @@ def _text(status: int, message: str, headers: Sequence[tuple[str, str]] = ()) ->
     )
 
 
-def forbidden_origin(handshake: Handshake) -> HTTPResponse:
-    """The 403 answer to an upgrade whose ``Origin`` is refused."""
-    return _text(403, f"Origin {handshake.origin!r} is not allowed to open a WebSocket here.\n")
-
-
 def not_found(request: HTTPRequest) -> HTTPResponse:
     """The 404 answer to a plain request nobody handles."""
     return _text(404, f"Not found: {request.path}\n")
 
 
-def upgrade_required(request: HTTPRequest) -> HTTPResponse:
+def upgrade_required(request: HTTPRequest | Handshake) -> HTTPResponse:
     """The 426 answer to a plain request when the server serves no pages."""
     return _text(
         426,
         "This is a WebSocket server; connect with a WebSocket client.\n",
         [("upgrade", "websocket"), ("connection", "Upgrade")],
     )
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class CloseInfo:
-    """A close code and reason carried by a Close frame (or 1006, for none)."""
-
-    code: int
-    reason: str = ""
 
 
 class ConnectionClosed(Exception):  # noqa: N818 - the name users know from other libraries
@@ -256,42 +203,3 @@ def handshake_error(event: Rejected | Close) -> HandshakeError:
         headers=event.headers,
         body=event.body,
     )
-
-
-class CloseRecord:
-    """Records which Close frames went each way, from the adapter's calls and the events."""
-
-    __slots__ = ("error", "local", "remote")
-
-    def __init__(self) -> None:
-        self.local: CloseInfo | None = None
-        self.remote: CloseInfo | None = None
-        self.error: BaseException | None = None
-
-    def sent(self, code: int | None, reason: str) -> None:
-        """This side called ``close(code, reason)`` on the machine."""
-        if self.local is None:
-            self.local = CloseInfo(1005 if code is None else code, reason)
-
-    def received(self, event: Close, was_open: bool) -> None:
-        """The machine reported ``event``; ``was_open``: the state was OPEN before the input."""
-        if event.error is None:
-            self.remote = CloseInfo(event.code, event.reason)
-            if was_open and self.local is None:
-                # The machine echoed the peer's code (RFC 6455 §5.5.1).
-                self.local = CloseInfo(event.code)
-        else:
-            if self.error is None:
-                self.error = event.error
-            if was_open and self.local is None and event.code != 1006:
-                # The machine sent the failing Close (RFC 6455 §7.1.7).
-                self.local = CloseInfo(event.code, event.reason)
-
-    def failed(self, error: BaseException) -> None:
-        """The transport failed or timed out."""
-        if self.error is None:
-            self.error = error
-
-    def exception(self) -> ConnectionClosed:
-        """The exception that reports this close."""
-        return ConnectionClosed(self.local, self.remote, self.error)

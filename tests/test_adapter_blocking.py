@@ -95,7 +95,7 @@ def test_echo_with_our_client_and_server() -> None:
         ws.send(bytearray(b"ba"))
         assert ws.recv(5) == b"ba"
         assert ws.ping(b"are you there").result(5) >= 0
-        ws.ping().wait(5)
+        assert ws.ping().result(5) >= 0
     closed = ws.closed
     assert closed is not None
     assert closed.ok

@@ -21,18 +21,15 @@ from websockets.sync.server import ServerConnection as WSServerConnection
 from websockets.sync.server import serve as ws_serve
 
 from wsmachine import Accepted, Binary, ClientConnection, Close, Ping, ServerConnection, Text
-from wsmachine.adapters import (
-    CloseInfo,
-    ConnectionClosed,
-    HandshakeError,
-    HTTPResponse,
-    same_origin,
-)
+from wsmachine import OriginPolicy
+from wsmachine.adapters import CloseInfo, ConnectionClosed, HandshakeError, HTTPResponse
 from wsmachine.adapters.blocking import connect
 from wsmachine.adapters.selector import Handler, Loop, Peer, Server
 from wsmachine.events import Event, Handshake, HTTPRequest
 
 T = TypeVar("T")
+
+SAME_ORIGIN = OriginPolicy(allow_missing=True, allow_same_host=True)
 
 
 class Recorder(Handler):
@@ -333,7 +330,7 @@ def test_graceful_shutdown_closes_everyone_with_1001() -> None:
 
 
 def test_origin_check_refuses_with_403_and_a_body() -> None:
-    with running(Recorder(), check_origin=same_origin) as server:
+    with running(Recorder(), origin_policy=SAME_ORIGIN) as server:
         with pytest.raises(InvalidStatus) as info:
             ws_connect(url(server), origin="http://evil.example")  # type: ignore[arg-type]
         response = info.value.response
@@ -969,7 +966,7 @@ def test_server_vanishing_mid_message() -> None:
 def test_refused_handshake_403_with_body_is_reported() -> None:
     client = Client()
     with (
-        running(Recorder(), check_origin=same_origin) as server,
+        running(Recorder(), origin_policy=SAME_ORIGIN) as server,
         client_loop() as loop,
     ):
         peer = open_client(loop, url(server), client, origin="http://evil.example")

@@ -197,13 +197,18 @@ def test_construction_type_check_and_repr() -> None:
     )
 
 
-def test_policy_is_an_adapter_origin_check() -> None:
-    from wsmachine.adapters._common import OriginCheck
-
-    check: OriginCheck = POLICY
+def test_policy_called_on_a_handshake() -> None:
     (event,) = ServerConnection().receive_data(request("https://evil.com"))
     assert isinstance(event, Handshake)
-    assert check(event) is False
+    assert POLICY(event) is False
     (event,) = ServerConnection().receive_data(request("https://example.com"))
     assert isinstance(event, Handshake)
-    assert check(event) is True
+    assert POLICY(event) is True
+
+
+def test_same_host_accepts_a_written_default_port() -> None:
+    """The adapters' old ``same_origin`` refused this pair; the one policy accepts it."""
+    policy = OriginPolicy(allow_missing=True, allow_same_host=True)
+    assert policy.allows("https://example.com:443", "example.com")
+    assert policy.allows("http://example.com", "example.com:80")
+    assert not policy.allows("https://example.com:8443", "example.com")

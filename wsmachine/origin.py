@@ -132,8 +132,7 @@ class OriginPolicy:
         )
 
     def __call__(self, handshake: Handshake) -> bool:
-        """Whether ``handshake`` passes; so a policy also serves as the ``check_origin`` of
-        the adapters (:mod:`wsmachine.adapters`)."""
+        """Whether ``handshake`` passes (the request's ``Origin`` and ``Host``)."""
         return self.allows(handshake.origin, handshake.host)
 
     def allows(self, origin: str | None, host: str | None = None) -> bool:

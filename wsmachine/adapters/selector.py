@@ -11,16 +11,15 @@ a server's included, opens outgoing ones with :meth:`Loop.connect`
   takes and waits for the socket to be writable for the rest.
 - Back-pressure: a peer whose buffer holds more than ``write_high_water`` bytes is not read
   from until it drains below a quarter of that; above ``write_limit`` it is dropped.
-- Timers run on the selector's timeout: the opening handshake (for a client, the TCP
-  connection too) must end within ``open_timeout``, the closing handshake and TCP close within
-  ``close_timeout``, and with ``ping_interval`` a keepalive Ping must be answered within
-  ``ping_timeout``.
-- Closing TCP follows the machine (RFC 6455 §7.1.1): the server closes first; a client
-  waits for it, and closes the socket itself only when ``close_timeout`` runs out.
+- Timers run on the selector's timeout, at each connection's
+  :meth:`~wsmachine.adapters.session.Session.next_deadline`: the session decides what the
+  open, close, linger and keepalive timeouts do, and when TCP is closed (RFC 6455 §7.1.1).
 - :meth:`Loop.shutdown` (:meth:`Server.shutdown`) stops accepting and closes every connection
   with 1001.
 - A server's port answers plain HTTP requests through :meth:`Handler.on_http` (a page, a
-  health check) and refuses upgrades from other origins through ``check_origin`` (403).
+  health check); the ``origin_policy`` setting refuses upgrades from other origins (403).
+- Settings: ``options=ServerOptions(...)`` / ``ClientOptions(...)``, or any of their
+  settings by name.
 
 Everything, the handler's callbacks included, runs in the thread that calls
 :meth:`Loop.run_forever` (:meth:`Server.serve_forever`); another thread talks to the loop
@@ -58,7 +57,6 @@ only through :meth:`Loop.call_soon_threadsafe` and :meth:`Loop.shutdown`.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import heapq
 import logging
@@ -68,43 +66,20 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
-from ..connection import DEFAULT_MAX_MESSAGE_SIZE, ClientConnection, Connection, ServerConnection
-from ..events import (
-    Accepted,
-    Binary,
-    Close,
-    Event,
-    Handshake,
-    HTTPRequest,
-    Ping,
-    Pong,
-    Rejected,
-    Text,
-)
-from ..extensions.base import Extension
-from ..handshake import HeaderInput
+from ..connection import Connection
+from ..events import Accepted, Close, Event, Handshake, HTTPRequest, Rejected
 from ..state import State
-from ._common import (
-    DEFAULT_CLOSE_TIMEOUT,
-    DEFAULT_OPEN_TIMEOUT,
-    DEFAULT_PING_TIMEOUT,
-    CloseRecord,
-    ConnectionClosed,
-    HTTPResponse,
-    OriginCheck,
-    forbidden_origin,
-    handshake_error,
-    parse_url,
-    upgrade_required,
-)
+from ._common import ConnectionClosed, HTTPResponse, parse_url, upgrade_required
+from .options import DEFAULT_CLOSE_TIMEOUT, ClientOptions, ServerOptions, resolve
+from .session import PongCallback, Session
 
 __all__ = ["Handler", "Loop", "Peer", "Server", "Timer"]
 
-logger = logging.getLogger("wsmachine.adapters.selector")
+logger = logging.getLogger(__name__)
 
 #: Bytes asked of one ``recv``.
 RECV_SIZE = 256 * 1024
@@ -112,18 +87,11 @@ RECV_SIZE = 256 * 1024
 MAX_ACCEPTS_PER_ROUND = 64
 #: Small queued chunks are joined into one ``send`` of up to this many bytes.
 COALESCE_SIZE = 256 * 1024
-#: How long to wait for the peer's FIN after ours, at most (bounded by ``close_timeout`` too).
-LINGER_SECONDS = 2.0
-#: Default write buffer above which a peer is no longer read from.
-DEFAULT_WRITE_HIGH_WATER = 1 << 20
-#: Default write buffer above which a peer is dropped.
-DEFAULT_WRITE_LIMIT = 16 << 20
 
-_OPEN = State.OPEN
 _CONNECTING = State.CONNECTING
-_CLOSED = State.CLOSED
 _R = selectors.EVENT_READ
 _W = selectors.EVENT_WRITE
+_now = time.monotonic
 #: What ``connect_ex`` answers for a non-blocking connection under way.
 _IN_PROGRESS = frozenset(
     {
@@ -161,37 +129,6 @@ class Timer:
         self.cancelled = True
 
 
-class _Settings(Protocol):
-    """The timers and buffer marks of a connection: a :class:`Server`'s for the connections it
-    accepts, a :class:`_ClientSettings` for each :meth:`Loop.connect`."""
-
-    @property
-    def open_timeout(self) -> float: ...
-    @property
-    def close_timeout(self) -> float: ...
-    @property
-    def ping_interval(self) -> float | None: ...
-    @property
-    def ping_timeout(self) -> float: ...
-    @property
-    def write_high_water(self) -> int: ...
-    @property
-    def write_low_water(self) -> int: ...
-    @property
-    def write_limit(self) -> int: ...
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _ClientSettings:
-    open_timeout: float
-    close_timeout: float
-    ping_interval: float | None
-    ping_timeout: float
-    write_high_water: int
-    write_low_water: int
-    write_limit: int
-
-
 class Handler:
     """The callbacks of a connection. Subclass it and override what you need.
 
@@ -203,8 +140,9 @@ class Handler:
     callback is passed to :meth:`on_error` and the connection is closed with 1011.
     """
 
-    def on_http(self, request: HTTPRequest) -> HTTPResponse:
-        """Answer a plain HTTP request (not an upgrade). By default: 426 Upgrade Required."""
+    def on_http(self, request: HTTPRequest) -> HTTPResponse | None:
+        """Answer a plain HTTP request (not an upgrade); ``None`` (the default) answers 426
+        Upgrade Required."""
         return upgrade_required(request)
 
     def on_handshake(self, peer: Peer, handshake: Handshake) -> HTTPResponse | None:
@@ -215,14 +153,15 @@ class Handler:
         """The connection is open: messages may flow."""
 
     def on_message(self, peer: Peer, message: str | bytes) -> None:
-        """A whole message arrived: ``str`` for text, ``bytes`` for binary."""
+        """A message arrived: ``str`` for text, ``bytes`` for binary. With the ``stream``
+        setting, each piece of a message (``peer.final`` tells the last)."""
 
     def on_close(self, peer: Peer, closed: ConnectionClosed) -> None:
         """An open connection ended (its TCP connection is closed); ``closed`` says how."""
 
     def on_error(self, peer: Peer, error: BaseException) -> None:
-        """Something failed: a handshake the machine refused, a timeout, an I/O error, an
-        exception in a callback. By default it is logged.
+        """Something failed: a handshake the machine refused, a protocol violation by the
+        peer, a timeout, an I/O error, an exception in a callback. By default it is logged.
 
         A connection that never opened gets this call and no :meth:`on_close`. For a client
         that is an :class:`OSError` when the TCP connection fails, a :class:`TimeoutError`
@@ -245,104 +184,98 @@ class Peer:
 
     __slots__ = (
         "_addresses",
-        "_close_timer",
         "_connecting",
         "_finished",
         "_mask",
-        "_open_timer",
-        "_opened",
         "_pending",
-        "_ping_payload",
-        "_ping_timer",
-        "_pong_timer",
-        "_read_eof",
         "_reported",
-        "_settings",
-        "_tcp_closing",
+        "_timer",
         "_wbuf",
         "_woff",
-        "accepted",
         "address",
-        "conn",
         "data",
+        "final",
         "handler",
-        "handshake",
         "loop",
-        "record",
+        "session",
         "sock",
-        "subprotocol",
     )
 
     def __init__(
-        self,
-        loop: Loop,
-        sock: socket.socket,
-        address: Any,
-        conn: Connection,
-        *,
-        handler: Handler,
-        settings: _Settings,
+        self, loop: Loop, sock: socket.socket, address: Any, session: Session, handler: Handler
     ) -> None:
         #: The loop (for an accepted connection, the :class:`Server`) that runs it.
         self.loop = loop
         self.sock = sock
         #: The other end's address: as ``socket.accept`` gave it, or the address connected to.
         self.address = address
-        #: The machine of this connection.
-        self.conn = conn
+        #: The session (and through it, ``session.conn``, the machine) of this connection.
+        self.session = session
         #: The callbacks of this connection.
         self.handler = handler
-        #: Server side: the upgrade request, once it arrived.
-        self.handshake: Handshake | None = None
-        #: Client side: the server's answer, once the handshake succeeded.
-        self.accepted: Accepted | None = None
-        #: The subprotocol chosen at the handshake.
-        self.subprotocol: str | None = None
         #: Free for the application.
         self.data: dict[str, Any] = {}
-        #: The Close frames each way so far.
-        self.record = CloseRecord()
-        self._settings = settings
+        #: Whether the message last given to :meth:`Handler.on_message` ended its message
+        #: (always, unless the ``stream`` setting is on).
+        self.final = True
         self._wbuf: deque[bytes] = deque()
         self._woff = 0
         self._pending = 0
         self._mask = 0
         self._finished = False
-        self._opened = False
         self._reported = False  # on_error was told why the connection never opened
         self._connecting = False  # client: the TCP connection is being made
         self._addresses: list[tuple[Any, ...]] = []  # client: addresses left to try
-        self._read_eof = False
-        self._tcp_closing = False
-        self._open_timer: Timer | None = None
-        self._close_timer: Timer | None = None
-        self._ping_timer: Timer | None = None
-        self._pong_timer: Timer | None = None
-        self._ping_payload = b""
+        self._timer: Timer | None = None
 
     def __repr__(self) -> str:
-        role = "client" if self.conn.client else "server"
-        return f"<Peer {role} {self.address} {self.conn.state.name}>"
+        role = "client" if self.client else "server"
+        return f"<Peer {role} {self.address} {self.state.name}>"
 
     @property
-    def server(self) -> Loop:
-        """The same as :attr:`loop` (its older name)."""
-        return self.loop
+    def conn(self) -> Connection:
+        """The machine of this connection (``session.conn``)."""
+        return self.session.conn
 
     @property
     def client(self) -> bool:
         """Whether this side is the client (the connection came from :meth:`Loop.connect`)."""
-        return self.conn.client
+        return self.session.conn.client
 
     @property
     def state(self) -> State:
         """The machine's state."""
-        return self.conn.state
+        return self.session.conn.state
+
+    @property
+    def handshake(self) -> Handshake | None:
+        """Server side: the upgrade request, once it arrived."""
+        return self.session.handshake
+
+    @property
+    def accepted(self) -> Accepted | None:
+        """Client side: the server's answer, once the handshake succeeded."""
+        return self.session.accepted
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol chosen at the handshake."""
+        return self.session.conn.subprotocol
+
+    @property
+    def latency(self) -> float | None:
+        """The last Ping round trip measured, in seconds (keepalive or :meth:`ping`)."""
+        return self.session.latency
+
+    @property
+    def closed(self) -> ConnectionClosed:
+        """How the connection ended (or stands): the Close frames each way and the error."""
+        return self.session.closed()
 
     @property
     def open(self) -> bool:
         """Whether messages can be sent."""
-        return self.conn.can_send and not self._finished
+        return self.session.can_send and not self._finished
 
     @property
     def done(self) -> bool:
@@ -357,11 +290,11 @@ class Peer:
     @property
     def paused(self) -> bool:
         """Whether reading is paused because the write buffer went above its high-water mark
-        (it resumes below a quarter of it)."""
+        (it resumes below a quarter of it) or ``max_queue`` messages wait."""
         return (
             not self._finished
             and not self._connecting
-            and not self._read_eof
+            and self.session.may_receive
             and not self._mask & _R
         )
 
@@ -370,35 +303,26 @@ class Peer:
         (the message is dropped: the peer is opening, closing or gone)."""
         if not self.open:
             return False
-        if isinstance(message, str):
-            self.conn.send_text(message)
-        else:
-            self.conn.send_binary(message)
-        self._flush_unless_replying()
+        self.session.send(message)
+        self.loop._flush(self)
         return True
 
-    def ping(self, payload: bytes = b"") -> bool:
-        """Queue a Ping; ``False`` if the connection is not open."""
+    def ping(self, payload: bytes | None = None, on_pong: PongCallback | None = None) -> bool:
+        """Queue a Ping (by default 4 random bytes); ``on_pong`` gets the round trip in
+        seconds when its Pong arrives, or ``None`` if the connection ends first. ``False``
+        if the connection is not open."""
         if not self.open:
             return False
-        self.conn.ping(payload)
-        self._flush_unless_replying()
+        self.session.ping(_now(), payload, on_pong)
+        self.loop._flush(self)
         return True
-
-    def _flush_unless_replying(self) -> None:
-        # A read that ended the connection (the peer's Close, or a violation) leaves the
-        # machine accepting replies to that read's messages until the next flush, which then
-        # adds its Close frame. Those replies wait for the flush after the read's events.
-        if self.conn.state is _OPEN:
-            self.loop._flush(self)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (no effect unless open); the TCP connection ends when
         the peer answers, or after ``close_timeout``."""
-        if not self.open or self.conn.state is not _OPEN:
+        if self._finished or self._connecting:
             return
-        self.record.sent(code, reason)
-        self.conn.close(code, reason)
+        self.session.close(_now(), code, reason)
         self.loop._flush(self)
 
     def abort(self) -> None:
@@ -442,8 +366,11 @@ class Loop:
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         """Run ``callback`` in the loop's thread after ``delay`` seconds (that thread only)."""
+        return self._call_at(_now() + delay, callback)
+
+    def _call_at(self, when: float, callback: Callable[[], None]) -> Timer:
         self._seq += 1
-        timer = Timer(time.monotonic() + delay, self._seq, callback)
+        timer = Timer(when, self._seq, callback)
         heapq.heappush(self._timers, timer)
         return timer
 
@@ -476,19 +403,9 @@ class Loop:
         url: str,
         handler: Handler,
         *,
-        subprotocols: Sequence[str] = (),
-        extensions: Sequence[Extension] = (),
-        origin: str | None = None,
-        extra_headers: HeaderInput = (),
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        max_frame_size: int | None = None,
-        open_timeout: float = DEFAULT_OPEN_TIMEOUT,
-        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
-        ping_interval: float | None = None,
-        ping_timeout: float = DEFAULT_PING_TIMEOUT,
-        write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
-        write_limit: int = DEFAULT_WRITE_LIMIT,
+        options: ClientOptions | None = None,
         sock: socket.socket | None = None,
+        **settings: Any,
     ) -> Peer:
         """Open a WebSocket connection to ``url`` (``ws://``) on this loop; return its
         :class:`Peer` at once, still connecting.
@@ -502,20 +419,8 @@ class Loop:
         IP address, or resolve it beforehand, if the loop must never wait on DNS. Every
         address found is tried in turn.
 
-        :param subprotocols: subprotocols to offer; the chosen one is ``peer.subprotocol``.
-        :param extensions: extensions to offer (e.g. permessage-deflate).
-        :param origin: the ``Origin`` header, if any.
-        :param extra_headers: more request headers.
-        :param max_message_size: largest incoming message (1009 above).
-        :param max_frame_size: largest incoming frame; by default ``max_message_size``.
-        :param open_timeout: seconds for the TCP connection and the opening handshake.
-        :param close_timeout: seconds for the closing handshake and for the server to close
-            TCP after it; then the socket is closed.
-        :param ping_interval: seconds between keepalive Pings (``None``: no keepalive).
-        :param ping_timeout: seconds to wait for the Pong; then the connection is closed
-            (1011).
-        :param write_high_water: write-buffer size above which the server is not read from.
-        :param write_limit: write-buffer size above which the connection is dropped.
+        :param options: the settings (:class:`~wsmachine.adapters.ClientOptions`); keyword
+            ``settings`` of the same names are laid over them.
         :param sock: a connected (or connecting) socket to use instead of connecting to the
             URL's host and port.
         :raises ValueError: not a ``ws://`` URL (``wss://`` needs TLS, which this adapter
@@ -523,35 +428,16 @@ class Loop:
         :raises OSError: the host name does not resolve.
         :raises RuntimeError: the loop is closed or shutting down.
         """
+        resolved = resolve(ClientOptions, options, settings)
         target = parse_url(url)
         if target.secure:
             raise ValueError(
                 f"{url!r}: the selector adapter does not do TLS (wss://); use "
                 "wsmachine.adapters.blocking or wsmachine.adapters.trio"
             )
-        if write_limit < write_high_water:
-            raise ValueError("write_limit must be at least write_high_water")
         if self._closed or self._stopping:
             raise RuntimeError("the loop is closed or shutting down")
-        conn = ClientConnection(
-            target.host_header,
-            target.resource,
-            subprotocols=subprotocols,
-            extensions=extensions,
-            origin=origin,
-            extra_headers=extra_headers,
-            max_message_size=max_message_size,
-            max_frame_size=max_frame_size,
-        )
-        settings = _ClientSettings(
-            open_timeout,
-            close_timeout,
-            ping_interval,
-            ping_timeout,
-            write_high_water,
-            write_high_water // 4,
-            write_limit,
-        )
+        session = Session.client(resolved, target.host_header, target.resource, _now())
         connected = sock is not None
         if sock is None:
             addresses = [
@@ -568,12 +454,12 @@ class Loop:
                 address = sock.getpeername()
             except OSError:
                 address = (target.host, target.port)
-        peer = Peer(self, sock, address, conn, handler=handler, settings=settings)
+        peer = Peer(self, sock, address, session, handler)
         peer._addresses = addresses
         peer._connecting = True
         self._peers.add(peer)
-        self._longest_close = max(self._longest_close, close_timeout)
-        peer._open_timer = self.call_later(open_timeout, self._open_timer_callback(peer))
+        self._longest_close = max(self._longest_close, resolved.close_timeout)
+        self._schedule(peer)  # the open timeout covers the TCP connection too
         error = self._start_connect(peer, None if connected else address)
         if error is not None:  # reported from the loop, not before this call returns
             self.call_later(0.0, lambda: self._connect_failed(peer, error))
@@ -650,7 +536,7 @@ class Loop:
         while timers and timers[0].cancelled:
             heapq.heappop(timers)
         if timers:
-            delay = max(timers[0].when - time.monotonic(), 0.0)
+            delay = max(timers[0].when - _now(), 0.0)
             timeout = delay if timeout is None else min(timeout, delay)
         if self._calls:
             timeout = 0.0
@@ -681,7 +567,7 @@ class Loop:
 
     def _run_timers(self) -> None:
         timers = self._timers
-        now = time.monotonic()
+        now = _now()
         due = []
         while timers and (timers[0].cancelled or timers[0].when <= now):
             timer = heapq.heappop(timers)
@@ -708,12 +594,13 @@ class Loop:
         self._stop_listening()
         longest = 0.0
         for peer in list(self._peers):
-            longest = max(longest, peer._settings.close_timeout)
-            if peer.open:
-                peer.close(code, reason)
-            elif peer.conn.state is _CONNECTING:
+            options = peer.session.options
+            longest = max(longest, options.close_timeout + options.linger_timeout)
+            if peer.state is _CONNECTING:
                 self._abort(peer, ConnectionAbortedError("the loop is shutting down"))
-        self.call_later(longest + LINGER_SECONDS, self._abort_all)
+            else:
+                peer.close(code, reason)
+        self.call_later(longest, self._abort_all)
 
     def _stop_listening(self) -> None:
         """Stop accepting connections (a :class:`Server` does)."""
@@ -743,7 +630,7 @@ class Loop:
             return
         if thread.is_alive():
             self.shutdown()
-            thread.join(self._longest_close + LINGER_SECONDS + 5 if timeout is None else timeout)
+            thread.join(self._longest_close + 5 if timeout is None else timeout)
 
     def close(self) -> None:
         """Drop every connection at once and release the sockets (no closing handshake)."""
@@ -778,93 +665,64 @@ class Loop:
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
-            peer.record.failed(exc)
-            self._eof(peer)
-            self._finish(peer)
+            self._abort(peer, exc)
             return
-        if not data:
-            self._eof(peer)
-            self._flush(peer)  # write what is still buffered (bounded by the close timer)
-            return
-        if peer._tcp_closing:
-            return  # our side is closed: read on only to see the peer's FIN
-        was_open = peer.conn.state is _OPEN
-        self._dispatch(peer, peer.conn.receive_data(data), was_open)
+        session = peer.session
+        now = _now()
+        events = session.receive_data(data, now) if data else session.receive_eof(now)
+        if events:
+            self._dispatch(peer, events)
+        self._deliver(peer)
         self._flush(peer)
 
-    def _eof(self, peer: Peer) -> None:
-        peer._read_eof = True
-        was_open = peer.conn.state is _OPEN
-        self._dispatch(peer, peer.conn.receive_eof(), was_open)
-
-    def _dispatch(self, peer: Peer, events: Iterable[Event], was_open: bool) -> None:
+    def _dispatch(self, peer: Peer, events: list[Event]) -> None:
+        """Act on what the session did not handle itself: the opening, and errors."""
         handler = peer.handler
         for event in events:
             if peer._finished:
                 return
-            if isinstance(event, Text | Binary):
-                self._guard(peer, handler.on_message, peer, event.data)
-            elif isinstance(event, Ping):
-                pass  # the machine queued the Pong
-            elif isinstance(event, Pong):
-                if peer._pong_timer is not None and event.payload == peer._ping_payload:
-                    self._pong_received(peer)
-            elif isinstance(event, Close):
-                peer.record.received(event, was_open)
-                if not peer._opened:
-                    if peer.conn.client:  # the connection ended during the handshake
-                        self._handshake_failed(peer, event)
-                elif event.error is not None and event.code != 1006:
-                    self._guard(peer, handler.on_error, peer, event.error)
-            elif isinstance(event, Accepted):
-                was_open = True  # for the frames that came with the answer
-                self._accepted(peer, event)
-            elif isinstance(event, Handshake):
-                self._handshake(peer, event)
+            if isinstance(event, Handshake):
+                self._answer_upgrade(peer, event)
             elif isinstance(event, HTTPRequest):
                 response = self._guard(peer, handler.on_http, event)
-                if _gone(peer):
-                    return
-                if response is None:
-                    response = HTTPResponse(500, [], b"internal error\n")
-                if isinstance(peer.conn, ServerConnection) and peer.conn.state is _CONNECTING:
-                    peer.conn.reject(
-                        event, status=response.status, headers=response.headers, body=response.body
-                    )
-            elif isinstance(event, Rejected):
-                if peer.conn.client:
-                    self._handshake_failed(peer, event)
-                elif event.error is not None:
-                    peer._reported = True
-                    self._guard(peer, handler.on_error, peer, event.error)
+                if not _gone(peer):
+                    peer.session.respond(event, response, _now())
+            elif isinstance(event, Accepted):
+                self._guard(peer, handler.on_open, peer)
+            elif isinstance(event, Rejected | Close) and not peer.session.opened:
+                self._report(peer, peer.session.error)
+            elif isinstance(event, Close) and event.error is not None and event.code != 1006:
+                self._guard(peer, handler.on_error, peer, event.error)
 
-    def _handshake(self, peer: Peer, event: Handshake) -> None:
+    def _answer_upgrade(self, peer: Peer, event: Handshake) -> None:
         """Answer an upgrade request (only a :class:`Server`'s connections get one)."""
-        # A plain Loop opens client connections only, which never receive a request.
-        raise RuntimeError("only a Server answers upgrade requests; this Loop has no listener")
-
-    def _accepted(self, peer: Peer, event: Accepted) -> None:
-        """Client side: the server accepted the upgrade."""
-        peer.accepted = event
-        peer.subprotocol = peer.conn.subprotocol
-        self._mark_open(peer)
+        response = self._guard(peer, peer.handler.on_handshake, peer, event)
+        session = peer.session
+        if peer._finished or session.conn.state is not _CONNECTING:
+            return
+        if response is not None:
+            session.respond(event, response, _now())
+            return
+        session.accept(event, _now())
+        self._flush(peer)  # the 101 goes out before anything on_open sends
         self._guard(peer, peer.handler.on_open, peer)
 
-    def _handshake_failed(self, peer: Peer, event: Rejected | Close) -> None:
-        """Client side: report a refused, invalid or interrupted opening handshake."""
-        error = handshake_error(event)
-        peer.record.failed(error)
-        peer._reported = True
-        self._guard(peer, peer.handler.on_error, peer, error)
+    def _deliver(self, peer: Peer) -> None:
+        """Hand the queued messages to the handler; the session learns it answered them."""
+        session = peer.session
+        on_message = peer.handler.on_message
+        while not peer._finished:
+            event = session.next_message()
+            if event is None:
+                return
+            peer.final = event.final
+            self._guard(peer, on_message, peer, event.data)
 
-    def _mark_open(self, peer: Peer) -> None:
-        peer._opened = True
-        if peer._open_timer is not None:
-            peer._open_timer.cancel()
-            peer._open_timer = None
-        interval = peer._settings.ping_interval
-        if interval is not None:
-            peer._ping_timer = self.call_later(interval, lambda: self._keepalive(peer))
+    def _report(self, peer: Peer, error: BaseException | None) -> None:
+        """Tell the handler why a connection that never opened failed (once)."""
+        if not peer._reported and error is not None:
+            peer._reported = True
+            self._guard(peer, peer.handler.on_error, peer, error)
 
     def _guard(self, peer: Peer | None, function: Callable[..., Any], *args: Any) -> Any:
         """Call back the application; report an exception and close that connection."""
@@ -879,7 +737,7 @@ class Loop:
                     peer.handler.on_error(peer, exc)
             if peer.open:
                 peer.close(1011, "internal error")
-            elif peer.conn.state is _CONNECTING and not peer._finished:
+            elif peer.state is _CONNECTING and not peer._finished:
                 peer._reported = True
                 self._abort(peer, exc)
             return None
@@ -887,10 +745,10 @@ class Loop:
     # -- writing --------------------------------------------------------------------------
 
     def _flush(self, peer: Peer) -> None:
-        """Move the machine's output to the write buffer, write, and act on the new state."""
+        """Move the session's output to the write buffer, write, and act on the new state."""
         if peer._finished or peer._connecting:
             return
-        data = peer.conn.data_to_send()
+        data = peer.session.data_to_send()
         if data:
             peer._wbuf.append(data)
             peer._pending += len(data)
@@ -928,36 +786,38 @@ class Loop:
             peer._woff = 0
 
     def _after_io(self, peer: Peer) -> None:
+        """Ask the session what the transport does next: end the stream, close the socket,
+        read or not; and when to wake it."""
         if peer._finished:
             return
-        conn = peer.conn
-        settings = peer._settings
-        if peer._open_timer is not None and conn.state is not _CONNECTING:
-            peer._open_timer.cancel()
-            peer._open_timer = None
-        if peer._pending > settings.write_limit:
+        session = peer.session
+        options = session.options
+        if peer._pending > options.write_limit:
             self._abort(
                 peer,
                 BufferError(
                     f"write buffer of {peer._pending} bytes is over the limit of "
-                    f"{settings.write_limit}: the peer does not read"
+                    f"{options.write_limit}: the peer does not read"
                 ),
             )
             return
-        if peer._close_timer is None and conn.close_expected():
-            peer._close_timer = self.call_later(
-                settings.close_timeout, lambda: self._close_timed_out(peer)
-            )
-        if peer._pending == 0 and conn.should_close() and not peer._tcp_closing:
-            self._close_tcp(peer)
-            if _gone(peer):
+        if not peer._pending:
+            if session.should_send_eof():
+                try:
+                    peer.sock.shutdown(socket.SHUT_WR)
+                except OSError as exc:
+                    session.abort(exc)
+                session.eof_sent(_now())
+            if session.should_close():
+                self._finish(peer)
                 return
         mask = 0
-        if not peer._read_eof:
-            reading = peer._tcp_closing or peer._pending <= settings.write_low_water
-            if not reading and peer._mask & _R:
-                reading = peer._pending <= settings.write_high_water  # between the marks
-            if reading:
+        if session.reading():
+            # Back-pressure between the marks: stop above the high one, resume below a
+            # quarter of it.
+            high = options.write_high_water
+            mark = high if peer._mask & _R else high // 4
+            if peer._pending <= mark or not session.may_receive:
                 mask |= _R
         if peer._pending:
             mask |= _W
@@ -969,34 +829,46 @@ class Loop:
             else:
                 self._selector.modify(peer.sock, mask, peer)
             peer._mask = mask
-        if peer._read_eof and not peer._pending:
+        self._schedule(peer)
+
+    # -- time -----------------------------------------------------------------------------
+
+    def _schedule(self, peer: Peer) -> None:
+        """Wake the session at its next deadline (one timer per connection)."""
+        when = peer.session.next_deadline()
+        timer = peer._timer
+        if timer is not None and not timer.cancelled:
+            if timer.when == when:
+                return
+            timer.cancel()
+        peer._timer = None if when is None else self._call_at(when, lambda: self._tick(peer))
+
+    def _tick(self, peer: Peer) -> None:
+        if peer._finished:
+            return
+        peer._timer = None
+        session = peer.session
+        before = session.error
+        session.tick(_now())
+        if session.error is not before:  # a timeout: keepalive, opening or closing
+            if session.opened:
+                self._guard(peer, peer.handler.on_error, peer, session.error)
+            else:
+                self._report(peer, session.error)
+        self._deliver(peer)
+        if peer._connecting and session.should_close():
             self._finish(peer)
+            return
+        self._flush(peer)
 
     # -- closing --------------------------------------------------------------------------
-
-    def _close_tcp(self, peer: Peer) -> None:
-        """Send our FIN and read on until the peer's, briefly (the machine said to close)."""
-        peer._tcp_closing = True
-        try:
-            peer.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            self._finish(peer)
-            return
-        if peer._read_eof:
-            self._finish(peer)
-            return
-        self.call_later(
-            min(LINGER_SECONDS, peer._settings.close_timeout), lambda: self._finish(peer)
-        )
 
     def _abort(self, peer: Peer, error: BaseException) -> None:
         if peer._finished:
             return
-        peer.record.failed(error)
-        if not peer._opened and not peer._reported:
-            peer._reported = True
-            with contextlib.suppress(Exception):
-                peer.handler.on_error(peer, error)
+        peer.session.abort(error)
+        if not peer.session.opened:
+            self._report(peer, error)
         self._finish(peer)
 
     def _finish(self, peer: Peer) -> None:
@@ -1004,9 +876,8 @@ class Loop:
         if peer._finished:
             return
         peer._finished = True
-        for timer in (peer._open_timer, peer._close_timer, peer._ping_timer, peer._pong_timer):
-            if timer is not None:
-                timer.cancel()
+        if peer._timer is not None:
+            peer._timer.cancel()
         self._peers.discard(peer)  # first: once the other end sees the close, it is gone
         if peer._mask:
             with contextlib.suppress(KeyError, ValueError):
@@ -1015,60 +886,8 @@ class Loop:
         peer.sock.close()
         peer._wbuf.clear()
         peer._pending = 0
-        if peer._opened:
-            self._guard(None, peer.handler.on_close, peer, peer.record.exception())
-
-    # -- timers ---------------------------------------------------------------------------
-
-    def _open_timer_callback(self, peer: Peer) -> Callable[[], None]:
-        return lambda: self._open_timed_out(peer)
-
-    def _open_timed_out(self, peer: Peer) -> None:
-        peer._open_timer = None
-        if peer.conn.state is _CONNECTING:
-            timeout = peer._settings.open_timeout
-            what = "the TCP connection" if peer._connecting else "the opening handshake"
-            self._abort(peer, TimeoutError(f"{what} took over {timeout} s"))
-
-    def _close_timed_out(self, peer: Peer) -> None:
-        peer._close_timer = None
-        conn = peer.conn
-        if conn.client and conn.state is _CLOSED and not conn.should_close():
-            # The closing handshake ended cleanly, but the server did not close TCP in time
-            # (RFC 6455 §7.1.1): the client closes it, and that is no error.
-            logger.debug("%s: the server did not close the TCP connection", peer.address)
-            self._finish(peer)
-            return
-        self._abort(
-            peer,
-            TimeoutError(f"the closing handshake took over {peer._settings.close_timeout} s"),
-        )
-
-    def _keepalive(self, peer: Peer) -> None:
-        peer._ping_timer = None
-        if not peer.open:
-            return
-        peer._ping_payload = os.urandom(4)
-        peer._pong_timer = self.call_later(
-            peer._settings.ping_timeout, lambda: self._pong_timed_out(peer)
-        )
-        peer.ping(peer._ping_payload)
-
-    def _pong_received(self, peer: Peer) -> None:
-        if peer._pong_timer is not None:
-            peer._pong_timer.cancel()
-            peer._pong_timer = None
-        interval = peer._settings.ping_interval
-        if interval is not None and peer.open:
-            peer._ping_timer = self.call_later(interval, lambda: self._keepalive(peer))
-
-    def _pong_timed_out(self, peer: Peer) -> None:
-        peer._pong_timer = None
-        error = TimeoutError(f"no Pong within {peer._settings.ping_timeout} s of a keepalive Ping")
-        peer.record.failed(error)
-        with contextlib.suppress(Exception):
-            peer.handler.on_error(peer, error)
-        peer.close(1011, "keepalive ping timeout")
+        if peer.session.opened:
+            self._guard(None, peer.handler.on_close, peer, peer.session.closed())
 
 
 class Server(Loop):
@@ -1079,17 +898,9 @@ class Server(Loop):
     :param handler: the callbacks of the connections it accepts.
     :param host: the address to listen on.
     :param port: the port; 0 picks a free one (see :attr:`address`).
-    :param subprotocols: subprotocols to speak, in order of preference.
-    :param extensions: extensions to accept (e.g. permessage-deflate).
-    :param max_message_size: largest incoming message (1009 above).
-    :param max_frame_size: largest incoming frame; by default ``max_message_size``.
-    :param open_timeout: seconds for a client to finish the opening handshake.
-    :param close_timeout: seconds for the closing handshake and the TCP close.
-    :param ping_interval: seconds between keepalive Pings (``None``: no keepalive).
-    :param ping_timeout: seconds to wait for the Pong; then the connection is closed (1011).
-    :param check_origin: decides on each upgrade's ``Origin``; refused ones get a 403.
-    :param write_high_water: write-buffer size above which a peer is not read from.
-    :param write_limit: write-buffer size above which a peer is dropped.
+    :param options: the settings of every connection
+        (:class:`~wsmachine.adapters.ServerOptions`); keyword ``settings`` of the same names
+        are laid over them, e.g. ``max_message_size=...``, ``origin_policy=...``.
     :param backlog: the listen backlog.
     :param sock: a listening socket to use instead of binding ``host`` and ``port``.
     """
@@ -1100,35 +911,14 @@ class Server(Loop):
         host: str = "127.0.0.1",
         port: int = 0,
         *,
-        subprotocols: Sequence[str] = (),
-        extensions: Sequence[Extension] = (),
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        max_frame_size: int | None = None,
-        open_timeout: float = DEFAULT_OPEN_TIMEOUT,
-        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
-        ping_interval: float | None = None,
-        ping_timeout: float = DEFAULT_PING_TIMEOUT,
-        check_origin: OriginCheck | None = None,
-        write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
-        write_limit: int = DEFAULT_WRITE_LIMIT,
+        options: ServerOptions | None = None,
         backlog: int = 128,
         sock: socket.socket | None = None,
+        **settings: Any,
     ) -> None:
-        if write_limit < write_high_water:
-            raise ValueError("write_limit must be at least write_high_water")
         self.handler = handler
-        self.subprotocols = tuple(subprotocols)
-        self.extensions = tuple(extensions)
-        self.max_message_size = max_message_size
-        self.max_frame_size = max_frame_size
-        self.open_timeout = open_timeout
-        self.close_timeout = close_timeout
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
-        self.check_origin = check_origin
-        self.write_high_water = write_high_water
-        self.write_low_water = write_high_water // 4
-        self.write_limit = write_limit
+        #: The settings of every connection it accepts.
+        self.options: ServerOptions = resolve(ServerOptions, options, settings)
         if sock is None:
             sock = socket.create_server((host, port), backlog=backlog)
         try:
@@ -1140,7 +930,7 @@ class Server(Loop):
         self._listener: socket.socket | None = sock
         self._address: tuple[Any, ...] = sock.getsockname()
         self._selector.register(sock, _R, None)
-        self._longest_close = close_timeout
+        self._longest_close = self.options.close_timeout
 
     # -- information ----------------------------------------------------------------------
 
@@ -1193,35 +983,8 @@ class Server(Loop):
             sock.setblocking(False)
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = ServerConnection(
-                subprotocols=self.subprotocols,
-                extensions=self.extensions,
-                max_message_size=self.max_message_size,
-                max_frame_size=self.max_frame_size,
-            )
-            peer = Peer(self, sock, address, conn, handler=self.handler, settings=self)
+            peer = Peer(self, sock, address, Session.server(self.options, _now()), self.handler)
             self._peers.add(peer)
             peer._mask = _R
             self._selector.register(sock, _R, peer)
-            peer._open_timer = self.call_later(self.open_timeout, self._open_timer_callback(peer))
-
-    def _handshake(self, peer: Peer, event: Handshake) -> None:
-        peer.handshake = event
-        if self.check_origin is not None and not self._guard(peer, self.check_origin, event):
-            response: HTTPResponse | None = forbidden_origin(event)
-        else:
-            response = self._guard(peer, peer.handler.on_handshake, peer, event)
-        conn = peer.conn
-        if peer._finished or conn.state is not _CONNECTING:
-            return
-        assert isinstance(conn, ServerConnection)
-        if response is not None:
-            conn.reject(event, status=response.status, headers=response.headers, body=response.body)
-            return
-        more = conn.accept(event)  # the machine picks from self.subprotocols
-        peer.subprotocol = conn.subprotocol
-        self._mark_open(peer)
-        self._flush(peer)
-        self._guard(peer, peer.handler.on_open, peer)
-        if more:
-            self._dispatch(peer, more, True)
+            self._schedule(peer)

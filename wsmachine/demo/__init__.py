@@ -14,10 +14,11 @@ import sys
 import time
 from typing import Any, TextIO
 
-from ..adapters._common import ConnectionClosed, HTTPResponse, not_found, same_origin
+from ..adapters import ConnectionClosed, HTTPResponse, not_found
 from ..adapters.selector import Handler, Peer, Server
 from ..events import HTTPRequest
 from ..extensions import PerMessageDeflate
+from ..origin import OriginPolicy
 from .page import PAGE
 
 __all__ = ["PAGE", "ChatHandler", "serve"]
@@ -97,7 +98,8 @@ def serve(
             host,
             port,
             extensions=extensions,
-            check_origin=same_origin,
+            # Browsers on a page of this host, and clients that send no Origin (RFC 6455 §10.2).
+            origin_policy=OriginPolicy(allow_missing=True, allow_same_host=True),
             ping_interval=30.0,
         )
     except OSError as exc:

@@ -232,14 +232,7 @@ class TestExchange:
 def test_exports() -> None:
     from wsmachine import testing
 
-    assert testing.__all__ == [
-        "ClientSettings",
-        "ConnectionPair",
-        "Exchanged",
-        "FrameBuilder",
-        "InvalidFrame",
-        "ServerSettings",
-    ]
+    assert testing.__all__ == ["ConnectionPair", "Exchanged", "FrameBuilder", "InvalidFrame"]
     assert testing.ConnectionPair.__doc__
     for name in ["client_to_server", "server_to_client", "exchange", "handshake"]:
         assert getattr(testing.ConnectionPair, name).__doc__

@@ -319,11 +319,13 @@ class Session:
         Pings waiting). ``on_pong`` is called with the round trip when the Pong arrives, or
         with ``None`` if the connection ends first.
 
-        :raises ConnectionClosed: the connection is closing or closed.
+        :raises ConnectionClosed: no Pong can come any more (the peer closed, or we did and
+            the peer answered).
         :raises ValueError: a Ping with this payload is still waiting for its Pong.
         :raises LocalProtocolError: the payload is longer than 125 bytes.
         """
-        if not self.can_send:
+        state = self.conn.state
+        if (state is not _OPEN and state is not _CLOSING) or self._stopped:
             raise self.closed()
         if payload is None:
             payload = os.urandom(4)

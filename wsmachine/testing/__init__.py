@@ -6,13 +6,11 @@ Hypothesis strategies live in :mod:`wsmachine.testing.strategies`, which needs t
 """
 
 from .frames import FrameBuilder, InvalidFrame
-from .pair import ClientSettings, ConnectionPair, Exchanged, ServerSettings
+from .pair import ConnectionPair, Exchanged
 
 __all__ = [
-    "ClientSettings",
     "ConnectionPair",
     "Exchanged",
     "FrameBuilder",
     "InvalidFrame",
-    "ServerSettings",
 ]

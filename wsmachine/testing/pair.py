@@ -6,50 +6,15 @@ Nothing here does I/O: the pair moves the bytes one connection queued into the o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import NamedTuple, TypedDict
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
 
+from ..adapters.options import ClientOptions, ServerOptions, resolve
 from ..connection import ClientConnection, ServerConnection
 from ..events import Accepted, Event, Handshake
-from ..extensions.base import Extension
 from ..handshake import HeaderInput
-from ..origin import OriginPolicy
 
-__all__ = ["ClientSettings", "ConnectionPair", "Exchanged", "ServerSettings"]
-
-
-class ClientSettings(TypedDict, total=False):
-    """Keyword arguments of :class:`~wsmachine.ClientConnection` (all optional)."""
-
-    subprotocols: Sequence[str]
-    extensions: Sequence[Extension]
-    origin: str | None
-    extra_headers: HeaderInput
-    max_message_size: int
-    max_frame_size: int | None
-    max_fragments: int | None
-    stream: bool
-    auto_pong: bool
-    max_handshake_size: int
-    max_handshake_line: int
-    max_handshake_headers: int
-    max_rejection_body: int
-
-
-class ServerSettings(TypedDict, total=False):
-    """Keyword arguments of :class:`~wsmachine.ServerConnection` (all optional)."""
-
-    subprotocols: Sequence[str]
-    extensions: Sequence[Extension]
-    origin_policy: OriginPolicy | None
-    max_message_size: int
-    max_frame_size: int | None
-    max_fragments: int | None
-    stream: bool
-    auto_pong: bool
-    max_handshake_size: int
-    max_handshake_line: int
-    max_handshake_headers: int
+__all__ = ["ConnectionPair", "Exchanged"]
 
 
 class Exchanged(NamedTuple):
@@ -93,15 +58,16 @@ class ConnectionPair:
     has anything to send. Use :attr:`client` and :attr:`server` directly to send, close and
     inspect state::
 
-        pair = ConnectionPair(client={"subprotocols": ["chat"]}, server={"subprotocols": ["chat"]})
+        pair = ConnectionPair(client={"subprotocols": ["chat"]}, server=ServerOptions(...))
         request, accepted = pair.handshake()
         pair.client.send_text("hi")
         assert pair.client_to_server() == [Text(data="hi")]
 
     :param host: the client's ``Host`` header.
     :param path: the client's request target.
-    :param client: keyword arguments for the :class:`~wsmachine.ClientConnection`.
-    :param server: keyword arguments for the :class:`~wsmachine.ServerConnection`.
+    :param client: the client's settings: a :class:`~wsmachine.adapters.ClientOptions`, or a
+        mapping of its setting names (only the machine's settings matter here).
+    :param server: the server's, likewise (:class:`~wsmachine.adapters.ServerOptions`).
     """
 
     __slots__ = ("client", "server")
@@ -114,11 +80,15 @@ class ConnectionPair:
         *,
         host: str = "example.com",
         path: str = "/",
-        client: ClientSettings | None = None,
-        server: ServerSettings | None = None,
+        client: ClientOptions | Mapping[str, Any] | None = None,
+        server: ServerOptions | Mapping[str, Any] | None = None,
     ) -> None:
-        self.client = ClientConnection(host, path, **(client or ClientSettings()))
-        self.server = ServerConnection(**(server or ServerSettings()))
+        if not isinstance(client, ClientOptions):
+            client = resolve(ClientOptions, None, client or {})
+        if not isinstance(server, ServerOptions):
+            server = resolve(ServerOptions, None, server or {})
+        self.client = client.connection(host, path)
+        self.server = server.connection()
 
     def __repr__(self) -> str:
         return f"<ConnectionPair client={self.client.state.name} server={self.server.state.name}>"

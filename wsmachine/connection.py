@@ -9,7 +9,13 @@ import abc
 from collections.abc import Sequence
 from typing import Literal
 
-from .close_codes import CloseCode, CloseInfo, build_close_payload, check_code_to_send, parse_close_payload
+from .close_codes import (
+    CloseCode,
+    CloseInfo,
+    build_close_payload,
+    check_code_to_send,
+    parse_close_payload,
+)
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import (
     Accepted,

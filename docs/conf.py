@@ -84,6 +84,8 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(abc|enum|typing|collections\.abc|dataclasses|socket|selectors)\..*"),
     (r"py:.*", r"(Sequence|Iterable|Iterator|Callable|Mapping|ABC|Enum|IntEnum)"),
     (r"py:.*", r"(hypothesis|h11|asyncio|selectors|socket|zlib|ssl|re)(\..*)?"),
+    (r"py:.*", r"(trio|concurrent)(\..*)?"),
+    (r"py:class", r"wsmachine\.adapters\.options\._O"),  # resolve()'s type variable
 ]
 
 # -- HTML --------------------------------------------------------------------------------------

@@ -386,7 +386,7 @@ def connect(
 ) -> WebSocket:
     """Open a WebSocket connection to ``url`` (``ws://`` or ``wss://``).
 
-    :param options: the settings (:class:`~wsmachine.adapters.ClientOptions`); keyword
+    :param options: the settings (:class:`~wsmachine.adapters.options.ClientOptions`); keyword
         ``settings`` of the same names are laid over them, e.g. ``max_message_size=...``,
         ``subprotocols=[...]``, ``ping_interval=20``.
     :param ssl_context: for ``wss://``; by default :func:`ssl.create_default_context`.
@@ -422,7 +422,7 @@ class Server:
     returns, or with 1011 if it raises.
 
     :param handler: called with each open connection, in its own thread.
-    :param options: the settings (:class:`~wsmachine.adapters.ServerOptions`); keyword
+    :param options: the settings (:class:`~wsmachine.adapters.options.ServerOptions`); keyword
         ``settings`` of the same names are laid over them.
     :param http_handler: answers plain HTTP requests (a page, a health check); ``None``
         from it, or no handler, answers 426 Upgrade Required.

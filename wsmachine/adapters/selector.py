@@ -419,7 +419,7 @@ class Loop:
         IP address, or resolve it beforehand, if the loop must never wait on DNS. Every
         address found is tried in turn.
 
-        :param options: the settings (:class:`~wsmachine.adapters.ClientOptions`); keyword
+        :param options: the settings (:class:`~wsmachine.adapters.options.ClientOptions`); keyword
             ``settings`` of the same names are laid over them.
         :param sock: a connected (or connecting) socket to use instead of connecting to the
             URL's host and port.
@@ -899,7 +899,7 @@ class Server(Loop):
     :param host: the address to listen on.
     :param port: the port; 0 picks a free one (see :attr:`address`).
     :param options: the settings of every connection
-        (:class:`~wsmachine.adapters.ServerOptions`); keyword ``settings`` of the same names
+        (:class:`~wsmachine.adapters.options.ServerOptions`); keyword ``settings`` of the same names
         are laid over them, e.g. ``max_message_size=...``, ``origin_policy=...``.
     :param backlog: the listen backlog.
     :param sock: a listening socket to use instead of binding ``host`` and ``port``.

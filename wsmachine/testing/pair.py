@@ -65,9 +65,9 @@ class ConnectionPair:
 
     :param host: the client's ``Host`` header.
     :param path: the client's request target.
-    :param client: the client's settings: a :class:`~wsmachine.adapters.ClientOptions`, or a
+    :param client: the client's settings: a :class:`~wsmachine.adapters.options.ClientOptions`, or a
         mapping of its setting names (only the machine's settings matter here).
-    :param server: the server's, likewise (:class:`~wsmachine.adapters.ServerOptions`).
+    :param server: the server's, likewise (:class:`~wsmachine.adapters.options.ServerOptions`).
     """
 
     __slots__ = ("client", "server")

@@ -41,11 +41,11 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 
-from ..events import Accepted, Binary, Handshake, HTTPRequest, Text
+from ..events import Binary, Handshake, HTTPRequest, Text
 from ..state import State
 from ._common import ConnectionClosed, HandshakeError, HTTPHandler, HTTPResponse, parse_url
 from .options import ClientOptions, ServerOptions, resolve
-from .session import Session
+from .session import Session, SessionView
 
 __all__ = ["Server", "WebSocket", "connect", "serve"]
 
@@ -60,7 +60,7 @@ GRACE_SECONDS = 1.0
 _now = time.monotonic
 
 
-class WebSocket:
+class WebSocket(SessionView):
     """A WebSocket connection on a blocking socket, in either role.
 
     Made by :func:`connect` or handed to a :func:`serve` handler; not built directly.
@@ -75,7 +75,8 @@ class WebSocket:
         http_handler: HTTPHandler | None = None,
     ) -> None:
         self._sock = sock
-        self._session = session
+        #: The session of this connection (and through it, ``session.conn``, the machine).
+        self.session = session
         self._http_handler = http_handler
         #: The peer's address.
         self.remote_address: Any = None
@@ -94,34 +95,9 @@ class WebSocket:
     # -- information ----------------------------------------------------------------------
 
     @property
-    def state(self) -> State:
-        """The machine's state."""
-        return self._session.conn.state
-
-    @property
-    def subprotocol(self) -> str | None:
-        """The subprotocol agreed in the opening handshake, or ``None``."""
-        return self._session.conn.subprotocol
-
-    @property
-    def handshake(self) -> Handshake | None:
-        """Server side: the client's upgrade request."""
-        return self._session.handshake
-
-    @property
-    def accepted(self) -> Accepted | None:
-        """Client side: the server's answer."""
-        return self._session.accepted
-
-    @property
-    def latency(self) -> float | None:
-        """The last Ping round trip measured, in seconds (keepalive or :meth:`ping`)."""
-        return self._session.latency
-
-    @property
     def closed(self) -> ConnectionClosed | None:
         """How the connection closed, once its socket is closed; ``None`` before."""
-        return self._session.closed() if self._done else None
+        return self.session.closed() if self._done else None
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Wait until the socket is closed; ``False`` on timeout."""
@@ -137,7 +113,7 @@ class WebSocket:
         :raises ConnectionClosed: the connection is closing or closed.
         """
         with self._lock:
-            self._session.send(message)
+            self.session.send(message)
             self._take_output()
         self._drain()
 
@@ -152,12 +128,12 @@ class WebSocket:
 
         def answered(latency: float | None) -> None:
             if latency is None:
-                future.set_exception(self._session.closed())
+                future.set_exception(self.session.closed())
             else:
                 future.set_result(latency)
 
         with self._lock:
-            self._session.ping(_now(), payload, answered)
+            self.session.ping(_now(), payload, answered)
             self._take_output()
         self._drain()
         return future
@@ -169,18 +145,18 @@ class WebSocket:
         connection already closing or closed.
         """
         self._start_close(code, reason)
-        options = self._session.options
+        options = self.session.options
         limit = options.close_timeout + options.linger_timeout + GRACE_SECONDS
         self._thread.join(limit if timeout is None else timeout)
         if self._thread.is_alive():
             with self._lock:
-                self._session.abort(TimeoutError("close() timed out"))
+                self.session.abort(TimeoutError("close() timed out"))
             self._wake()
             self._thread.join(GRACE_SECONDS)
 
     def _start_close(self, code: int, reason: str) -> None:
         with self._lock:
-            self._session.close(_now(), code, reason)
+            self.session.close(_now(), code, reason)
             self._take_output()
         self._drain()
         self._wake()
@@ -204,7 +180,7 @@ class WebSocket:
         :raises ConnectionClosed: the connection closed and no message is left.
         """
         deadline = None if timeout is None else _now() + timeout
-        session = self._session
+        session = self.session
         with self._cond:
             while True:
                 paused = not session.reading()
@@ -250,17 +226,17 @@ class WebSocket:
     def _wait_open(self) -> None:
         """Wait for the opening handshake to end; raise if it failed."""
         with self._cond:
-            while not self._session.opened and not self._done:
+            while not self.session.opened and not self._done:
                 self._cond.wait()
-        if not self._session.opened:
-            error = self._session.error
+        if not self.session.opened:
+            error = self.session.error
             if isinstance(error, HandshakeError):
                 raise error
             raise HandshakeError(f"the opening handshake failed: {error}", error=error)
 
     def _answer(self, request: Handshake | HTTPRequest) -> None:
         """Server side: accept an upgrade, or answer a plain request. Lock held."""
-        session = self._session
+        session = self.session
         if isinstance(request, Handshake):
             session.accept(request, _now())
             return
@@ -281,7 +257,7 @@ class WebSocket:
 
     def _take_output(self) -> None:
         """Move the session's output to the write queue; lock held."""
-        data = self._session.data_to_send()
+        data = self.session.data_to_send()
         if data:
             self._out.append(data)
 
@@ -298,7 +274,7 @@ class WebSocket:
                     self._sock.sendall(data)
                 except OSError as exc:
                     with self._lock:
-                        self._session.abort(exc)
+                        self.session.abort(exc)
                         self._out.clear()
                     self._wake()
                     return
@@ -311,7 +287,7 @@ class WebSocket:
         except Exception as exc:  # never let the I/O thread die silently
             logger.exception("the I/O thread failed")
             with self._lock:
-                self._session.abort(exc)
+                self.session.abort(exc)
         finally:
             selector.close()
             with contextlib.suppress(OSError):
@@ -324,7 +300,7 @@ class WebSocket:
 
     def _loop(self, selector: selectors.BaseSelector) -> None:
         sock = self._sock
-        session = self._session
+        session = self.session
         watching = False
         while True:
             with self._lock:
@@ -356,7 +332,7 @@ class WebSocket:
                 self._read(sock)
 
     def _read(self, sock: socket.socket) -> None:
-        session = self._session
+        session = self.session
         try:
             data = sock.recv(RECV_SIZE)
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):

@@ -75,7 +75,7 @@ from ..events import Accepted, Close, Event, Handshake, HTTPRequest, Rejected
 from ..state import State
 from ._common import ConnectionClosed, HTTPResponse, parse_url, upgrade_required
 from .options import DEFAULT_CLOSE_TIMEOUT, ClientOptions, ServerOptions, resolve
-from .session import PongCallback, Session
+from .session import PongCallback, Session, SessionView
 
 __all__ = ["Handler", "Loop", "Peer", "Server", "Timer"]
 
@@ -178,7 +178,7 @@ class Handler:
         )
 
 
-class Peer:
+class Peer(SessionView):
     """One connection of a :class:`Loop`, in either role: accepted by a :class:`Server`, or
     opened by :meth:`Loop.connect`. Use it from the loop's thread only."""
 
@@ -241,31 +241,6 @@ class Peer:
     def client(self) -> bool:
         """Whether this side is the client (the connection came from :meth:`Loop.connect`)."""
         return self.session.conn.client
-
-    @property
-    def state(self) -> State:
-        """The machine's state."""
-        return self.session.conn.state
-
-    @property
-    def handshake(self) -> Handshake | None:
-        """Server side: the upgrade request, once it arrived."""
-        return self.session.handshake
-
-    @property
-    def accepted(self) -> Accepted | None:
-        """Client side: the server's answer, once the handshake succeeded."""
-        return self.session.accepted
-
-    @property
-    def subprotocol(self) -> str | None:
-        """The subprotocol chosen at the handshake."""
-        return self.session.conn.subprotocol
-
-    @property
-    def latency(self) -> float | None:
-        """The last Ping round trip measured, in seconds (keepalive or :meth:`ping`)."""
-        return self.session.latency
 
     @property
     def closed(self) -> ConnectionClosed:

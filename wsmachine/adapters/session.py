@@ -60,7 +60,7 @@ from ._common import ConnectionClosed, HandshakeError, HTTPResponse, handshake_e
 from ._common import upgrade_required as _upgrade_required
 from .options import ClientOptions, Options, ServerOptions
 
-__all__ = ["PongCallback", "Session"]
+__all__ = ["PongCallback", "Session", "SessionView"]
 
 #: Called once per :meth:`Session.ping`: with the round trip in seconds when its Pong arrives,
 #: or with ``None`` when the connection can no longer receive it.
@@ -500,3 +500,37 @@ class Session:
         self._open_deadline = self._close_deadline = self._linger_deadline = _INF
         self._reply_deadline = _INF
         self._no_more_pongs()
+
+
+class SessionView:
+    """What every adapter's connection object shows, read from its :class:`Session` (the
+    ``session`` attribute): a mixin, so that no adapter writes these again."""
+
+    __slots__ = ()
+
+    session: Session
+
+    @property
+    def state(self) -> State:
+        """The machine's state."""
+        return self.session.conn.state
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol agreed in the opening handshake, or ``None``."""
+        return self.session.conn.subprotocol
+
+    @property
+    def handshake(self) -> Handshake | None:
+        """Server side: the client's upgrade request, once it arrived."""
+        return self.session.handshake
+
+    @property
+    def accepted(self) -> Accepted | None:
+        """Client side: the server's answer, once the handshake succeeded."""
+        return self.session.accepted
+
+    @property
+    def latency(self) -> float | None:
+        """The last Ping round trip measured, in seconds (keepalive or ``ping()``)."""
+        return self.session.latency

@@ -38,7 +38,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from types import TracebackType
 from typing import Any
 
 from ..events import Binary, Handshake, HTTPRequest, Text
@@ -213,13 +212,8 @@ class WebSocket(SessionView):
     def __enter__(self) -> WebSocket:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close(1000 if exc_type is None else 1011)
+    def __exit__(self, *exc_info: object) -> None:
+        self.close(1000 if exc_info[0] is None else 1011)
 
     # -- the opening handshake ------------------------------------------------------------
 
@@ -426,7 +420,10 @@ class Server:
             sock = socket.create_server((host, port), backlog=backlog)
         sock.setblocking(False)
         self._listener = sock
-        self._address: tuple[Any, ...] = sock.getsockname()
+        #: The listening address.
+        self.address: tuple[Any, ...] = sock.getsockname()
+        #: The listening port.
+        self.port = int(self.address[1])
         self._wake_r, self._wake_w = socket.socketpair()
         self._lock = threading.Lock()
         self._threads: set[threading.Thread] = set()
@@ -435,16 +432,6 @@ class Server:
         self._shutdown: tuple[int, str] | None = None
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
-
-    @property
-    def address(self) -> tuple[Any, ...]:
-        """The listening address."""
-        return self._address
-
-    @property
-    def port(self) -> int:
-        """The listening port."""
-        return int(self._address[1])
 
     @property
     def connections(self) -> frozenset[WebSocket]:
@@ -564,12 +551,7 @@ class Server:
     def __enter__(self) -> Server:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self._thread is not None:
             self.stop()
         elif not self._done.is_set():

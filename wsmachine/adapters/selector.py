@@ -67,7 +67,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, Self
 
 from ..connection import Connection
@@ -622,12 +621,7 @@ class Loop:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self._thread is not None:
             self.stop()
         self.close()
@@ -903,21 +897,12 @@ class Server(Loop):
             raise
         sock.setblocking(False)
         self._listener: socket.socket | None = sock
-        self._address: tuple[Any, ...] = sock.getsockname()
+        #: The listening address, e.g. ``("127.0.0.1", 54321)``.
+        self.address: tuple[Any, ...] = sock.getsockname()
+        #: The listening port.
+        self.port = int(self.address[1])
         self._selector.register(sock, _R, None)
         self._longest_close = self.options.close_timeout
-
-    # -- information ----------------------------------------------------------------------
-
-    @property
-    def address(self) -> tuple[Any, ...]:
-        """The listening address, e.g. ``("127.0.0.1", 54321)``."""
-        return self._address
-
-    @property
-    def port(self) -> int:
-        """The listening port."""
-        return int(self._address[1])
 
     # -- running --------------------------------------------------------------------------
 

@@ -15,13 +15,12 @@ from websockets.sync.client import connect as ws_connect
 from websockets.sync.server import ServerConnection as WSServerConnection
 from websockets.sync.server import serve as ws_serve
 
-from wsmachine import Handshake, ServerConnection
-from wsmachine import OriginPolicy
+from wsmachine import Handshake, OriginPolicy, ServerConnection
 from wsmachine.adapters import ConnectionClosed, HandshakeError, HTTPResponse
-
-SAME_ORIGIN = OriginPolicy(allow_missing=True, allow_same_host=True)
 from wsmachine.adapters.blocking import Server, WebSocket, connect, serve
 from wsmachine.events import HTTPRequest
+
+SAME_ORIGIN = OriginPolicy(allow_missing=True, allow_same_host=True)
 
 
 def echo(ws: WebSocket) -> None:

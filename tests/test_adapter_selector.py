@@ -20,8 +20,16 @@ from websockets.sync.client import connect as ws_connect
 from websockets.sync.server import ServerConnection as WSServerConnection
 from websockets.sync.server import serve as ws_serve
 
-from wsmachine import Accepted, Binary, ClientConnection, Close, Ping, ServerConnection, Text
-from wsmachine import OriginPolicy
+from wsmachine import (
+    Accepted,
+    Binary,
+    ClientConnection,
+    Close,
+    OriginPolicy,
+    Ping,
+    ServerConnection,
+    Text,
+)
 from wsmachine.adapters import CloseInfo, ConnectionClosed, HandshakeError, HTTPResponse
 from wsmachine.adapters.blocking import connect
 from wsmachine.adapters.selector import Handler, Loop, Peer, Server

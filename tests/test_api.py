@@ -243,6 +243,7 @@ def test_states() -> None:
         "CONNECTING",
         "OPEN",
         "CLOSING",
+        "REMOTE_CLOSING",
         "CLOSED",
         "REJECTED",
     ]

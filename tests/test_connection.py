@@ -29,6 +29,7 @@ from wsmachine import (
     State,
     Text,
 )
+from wsmachine.close_codes import CloseInfo
 from wsmachine.extensions import PerMessageDeflate
 from wsmachine.testing import ConnectionPair
 
@@ -125,7 +126,17 @@ def assert_failed(conn: Connection, events: Sequence[object], code: int) -> Clos
     assert close.reason
     assert len(close.reason.encode()) <= 123
     assert str(close.error).startswith(close.reason)
+    # The failing Close is owed, held until the next data_to_send() (REMOTE_CLOSING).
+    assert conn.state is State.REMOTE_CLOSING
+    assert conn.close_expected()
+    assert not conn.should_close()
+    assert conn.close_sent is None
+    assert conn.close_received is None  # no valid Close came from the peer
+    assert conn.closed_first == "local"  # the failing Close is this side's
     assert sent_close(conn) == (code, close.reason.encode())
+    assert conn.close_sent == CloseInfo(code, close.reason)
+    assert conn.close_received is None
+    assert conn.closed_first == "local"
     assert conn.state is State.CLOSED
     assert conn.should_close()  # a failed connection is closed at once, client or server
     assert conn.close_expected()
@@ -338,6 +349,8 @@ class TestFragmentation:
         conn = open_conn()
         data = to(conn, TEXT, b"Hel", fin=False) + to(conn, CLOSE, close_payload(1001))
         assert conn.receive_data(data) == [Close(code=1001)]
+        assert conn.state is State.REMOTE_CLOSING
+        assert sent(conn) == [(CLOSE, True, 0, close_payload(1001))]
         assert conn.state is State.CLOSED
 
     def test_continuation_without_a_start_fails_1002(
@@ -759,19 +772,34 @@ class TestClosing:
         assert pair.client.state is State.CLOSING
         assert pair.client.close_expected()
         assert not pair.client.should_close()
+        assert pair.client.close_sent == CloseInfo(1000, "bye")
+        assert pair.client.close_received is None
+        assert pair.client.closed_first == "local"
         (close,) = pair.client_to_server()
         assert close == Close(code=1000, reason="bye")
         assert isinstance(close, Close)
         assert close.error is None
+        # The server owes its echo until data_to_send() hands it over.
+        assert pair.server.state is State.REMOTE_CLOSING
+        assert pair.server.close_expected()
+        assert not pair.server.should_close()
+        assert pair.server.close_received == CloseInfo(1000, "bye")
+        assert pair.server.close_sent is None
+        assert pair.server.closed_first == "remote"
+        (echo,) = pair.server_to_client()
         assert pair.server.state is State.CLOSED
         assert pair.server.should_close()  # the server closes TCP first (§7.1.1)
-        (echo,) = pair.server_to_client()
+        assert pair.server.close_sent == CloseInfo(1000, "")
+        assert pair.server.closed_first == "remote"
         assert echo == Close(code=1000, reason="")  # the code is echoed, not the reason
         assert isinstance(echo, Close)
         assert echo.error is None
         assert pair.client.state is State.CLOSED
         assert pair.client.close_expected()
         assert not pair.client.should_close()  # the client waits for the server's FIN
+        assert pair.client.close_sent == CloseInfo(1000, "bye")
+        assert pair.client.close_received == CloseInfo(1000, "")
+        assert pair.client.closed_first == "local"
         assert pair.client.receive_eof() == []
         assert pair.client.should_close()
 
@@ -781,11 +809,21 @@ class TestClosing:
         assert not pair.server.should_close()
         assert pair.server.close_expected()
         assert pair.server_to_client() == [Close(code=4000, reason="custom")]
-        assert pair.client.state is State.CLOSED
+        assert pair.client.state is State.REMOTE_CLOSING
+        assert pair.client.close_expected()
         assert not pair.client.should_close()
+        assert pair.client.close_received == CloseInfo(4000, "custom")
+        assert pair.client.close_sent is None
+        assert pair.client.closed_first == "remote"
         assert pair.client_to_server() == [Close(code=4000)]
+        assert pair.client.state is State.CLOSED
+        assert not pair.client.should_close()  # the client waits for the server's FIN
+        assert pair.client.close_sent == CloseInfo(4000, "")
         assert pair.server.state is State.CLOSED
         assert pair.server.should_close()
+        assert pair.server.close_sent == CloseInfo(4000, "custom")
+        assert pair.server.close_received == CloseInfo(4000, "")
+        assert pair.server.closed_first == "local"
 
     def test_echo_bytes_from_the_server(self, open_server: MakeServer) -> None:
         server = open_server()
@@ -900,7 +938,10 @@ class TestClosing:
         conn = open_conn()
         data = to(conn, CLOSE, close_payload(1000)) + to(conn, TEXT, b"after")
         assert conn.receive_data(data) == [Close(code=1000)]
-        conn.data_to_send()
+        # Ignored while the echo is owed (REMOTE_CLOSING), and once it went out (CLOSED).
+        assert conn.receive_data(to(conn, PING, b"x")) == []
+        assert conn.state is State.REMOTE_CLOSING
+        assert sent(conn) == [(CLOSE, True, 0, close_payload(1000))]  # no Pong
         assert conn.receive_data(to(conn, PING, b"x")) == []
         assert conn.receive_data(b"\xff\xff garbage") == []
         assert conn.data_to_send() == b""
@@ -941,8 +982,15 @@ class TestRepliesBeforeOurClose:
         assert not fresh.client.can_send
         assert not fresh.server.can_send
         assert pair.client.can_send
+        assert pair.server.can_send
         pair.client.close()
         assert not pair.client.can_send
+        pair.client_to_server()
+        assert pair.server.state is State.REMOTE_CLOSING
+        assert pair.server.can_send
+        pair.server_to_client()
+        assert pair.server.state is State.CLOSED
+        assert not pair.server.can_send
 
     @pytest.mark.parametrize("split", [False, True])
     def test_reply_to_a_message_read_with_the_close(
@@ -960,8 +1008,10 @@ class TestRepliesBeforeOurClose:
                     assert conn.can_send
                     conn.send_text("a: " + event.data)
         assert events == [Text(data="q"), Close(code=1000)]
-        assert conn.state is State.CLOSED
+        assert conn.state is State.REMOTE_CLOSING
+        assert conn.can_send
         assert sent(conn) == [(TEXT, True, 0, b"a: q"), (CLOSE, True, 0, close_payload(1000))]
+        assert conn.state is State.CLOSED
         assert not conn.can_send
         with pytest.raises(LocalProtocolError, match="CLOSED"):
             conn.send_text("late")
@@ -970,12 +1020,201 @@ class TestRepliesBeforeOurClose:
         conn = open_conn()
         events = conn.receive_data(to(conn, BINARY, b"x") + to(conn, 0x3))
         assert events[0] == Binary(data=b"x")
+        assert conn.state is State.REMOTE_CLOSING
         assert conn.can_send
         conn.send_binary(b"y")
         frames = sent(conn)
         assert frames[0] == (BINARY, True, 0, b"y")
         assert frames[1][0] == CLOSE
         assert frames[1][3][:2] == b"\x03\xea"  # 1002
+
+
+def records(conn: Connection) -> tuple[CloseInfo | None, CloseInfo | None, str | None]:
+    """What ``conn`` recorded of the closing handshake: (close_sent, close_received,
+    closed_first)."""
+    return conn.close_sent, conn.close_received, conn.closed_first
+
+
+class TestCloseRecords:
+    """``close_sent``, ``close_received`` and ``closed_first`` on every path to the end."""
+
+    def test_nothing_is_recorded_before_any_close(self, pair: ConnectionPair) -> None:
+        fresh = ConnectionPair()
+        for conn in (fresh.client, fresh.server, pair.client, pair.server):
+            assert records(conn) == (None, None, None)
+        pair.client.send_text("x")
+        pair.client.ping(b"p")
+        pair.exchange()
+        assert records(pair.client) == records(pair.server) == (None, None, None)
+
+    def test_rejected_handshake_records_nothing(self) -> None:
+        pair = ConnectionPair()
+        (request,) = pair.client_to_server()
+        pair.server.reject(request)  # type: ignore[arg-type]
+        pair.server_to_client()
+        for conn in (pair.client, pair.server):
+            assert conn.state is State.REJECTED
+            assert records(conn) == (None, None, None)
+
+    def test_local_close_then_the_peers_answer(self, open_conn: Callable[..., Connection]) -> None:
+        conn = open_conn()
+        conn.close(1001, "going")
+        # Recorded when queued: close() hands the frame to the output at once.
+        assert records(conn) == (CloseInfo(1001, "going"), None, "local")
+        assert sent(conn) == [(CLOSE, True, 0, close_payload(1001, b"going"))]
+        assert records(conn) == (CloseInfo(1001, "going"), None, "local")
+        events = conn.receive_data(to(conn, CLOSE, close_payload(1000, b"ok")))
+        assert events == [Close(code=1000, reason="ok")]
+        assert conn.state is State.CLOSED
+        assert records(conn) == (CloseInfo(1001, "going"), CloseInfo(1000, "ok"), "local")
+        assert conn.data_to_send() == b""  # no second Close
+        assert records(conn) == (CloseInfo(1001, "going"), CloseInfo(1000, "ok"), "local")
+
+    def test_local_close_answered_without_a_code(
+        self, open_conn: Callable[..., Connection]
+    ) -> None:
+        conn = open_conn()
+        conn.close()
+        conn.data_to_send()
+        assert conn.receive_data(to(conn, CLOSE)) == [Close(code=1005)]
+        assert records(conn) == (CloseInfo(1000, ""), CloseInfo(1005, ""), "local")
+
+    def test_peers_close_then_our_echo(self, open_conn: Callable[..., Connection]) -> None:
+        conn = open_conn()
+        events = conn.receive_data(to(conn, CLOSE, close_payload(3001, b"why")))
+        assert events == [Close(code=3001, reason="why")]
+        assert conn.state is State.REMOTE_CLOSING
+        # The echo is owed, not yet sent.
+        assert records(conn) == (None, CloseInfo(3001, "why"), "remote")
+        assert sent(conn) == [(CLOSE, True, 0, close_payload(3001))]
+        assert conn.state is State.CLOSED
+        # The echo carries the code, not the reason (RFC 6455 §5.5.1).
+        assert records(conn) == (CloseInfo(3001, ""), CloseInfo(3001, "why"), "remote")
+        assert conn.data_to_send() == b""
+        assert records(conn) == (CloseInfo(3001, ""), CloseInfo(3001, "why"), "remote")
+
+    def test_peers_close_without_a_code_is_echoed_without_one(
+        self, open_conn: Callable[..., Connection]
+    ) -> None:
+        conn = open_conn()
+        assert conn.receive_data(to(conn, CLOSE)) == [Close(code=1005)]
+        assert records(conn) == (None, CloseInfo(1005, ""), "remote")
+        assert sent(conn) == [(CLOSE, True, 0, b"")]
+        assert records(conn) == (CloseInfo(1005, ""), CloseInfo(1005, ""), "remote")
+
+    def test_both_sides_of_a_pair_agree(self, pair: ConnectionPair) -> None:
+        pair.server.close(4001, "done")
+        pair.exchange()
+        assert records(pair.server) == (CloseInfo(4001, "done"), CloseInfo(4001, ""), "local")
+        assert records(pair.client) == (CloseInfo(4001, ""), CloseInfo(4001, "done"), "remote")
+        assert pair.server.close_sent == pair.client.close_received
+        assert pair.client.close_sent == pair.server.close_received
+
+    def test_simultaneous_closes_are_each_local(self, pair: ConnectionPair) -> None:
+        # Both sides close before either Close arrives (RFC 6455 §7.1.3): each sent first.
+        pair.client.close(1000, "c")
+        pair.server.close(1001, "s")
+        pair.exchange()
+        assert records(pair.client) == (CloseInfo(1000, "c"), CloseInfo(1001, "s"), "local")
+        assert records(pair.server) == (CloseInfo(1001, "s"), CloseInfo(1000, "c"), "local")
+        assert pair.client.state is pair.server.state is State.CLOSED
+
+    @pytest.mark.parametrize(
+        ("data", "code"),
+        [
+            (lambda c: to(c, 0x3), 1002),
+            (lambda c: to(c, TEXT, b"\xff"), 1007),
+            (lambda c: to(c, CLOSE, close_payload(1006)), 1002),
+            (lambda c: to(c, CLOSE, close_payload(1000, b"\xff")), 1007),
+        ],
+        ids=["opcode", "utf-8", "close code", "close reason"],
+    )
+    def test_violation_records_the_failing_close_as_sent(
+        self, open_conn: Callable[..., Connection], data: Callable[[Connection], bytes], code: int
+    ) -> None:
+        conn = open_conn()
+        (close,) = conn.receive_data(data(conn))
+        assert isinstance(close, Close)
+        assert close.error is not None
+        assert conn.state is State.REMOTE_CLOSING
+        # A bad Close frame is not a Close received: it is the violation.
+        assert records(conn) == (None, None, "local")
+        assert sent_close(conn) == (code, close.reason.encode())
+        assert records(conn) == (CloseInfo(code, close.reason), None, "local")
+
+    def test_violation_while_closing_sends_nothing_new(
+        self, open_conn: Callable[..., Connection]
+    ) -> None:
+        conn = open_conn()
+        conn.close(1000, "bye")
+        conn.data_to_send()
+        (close,) = conn.receive_data(to(conn, CLOSE, close_payload(999)))
+        assert isinstance(close, Close)
+        assert close.code == 1002
+        assert conn.state is State.CLOSED
+        assert conn.data_to_send() == b""
+        assert records(conn) == (CloseInfo(1000, "bye"), None, "local")
+
+    def test_eof_without_close_records_nothing(self, open_conn: Callable[..., Connection]) -> None:
+        conn = open_conn()
+        assert conn.receive_eof() == [Close(code=1006)]
+        assert conn.data_to_send() == b""
+        assert records(conn) == (None, None, None)
+
+    def test_eof_after_our_close_keeps_what_was_sent(
+        self, open_conn: Callable[..., Connection]
+    ) -> None:
+        conn = open_conn()
+        conn.close(None)
+        conn.data_to_send()
+        assert conn.receive_eof() == [Close(code=1006)]
+        assert conn.state is State.CLOSED
+        assert records(conn) == (CloseInfo(1005, ""), None, "local")
+
+    def test_eof_while_owing_the_close_still_sends_it(
+        self, open_conn: Callable[..., Connection]
+    ) -> None:
+        conn = open_conn()
+        conn.receive_data(to(conn, CLOSE, close_payload(1000)))
+        assert conn.receive_eof() == []  # the Close arrived: no abnormal closure
+        assert conn.state is State.REMOTE_CLOSING
+        assert not conn.should_close()  # not before the owed Close is written
+        assert records(conn) == (None, CloseInfo(1000, ""), "remote")
+        assert sent(conn) == [(CLOSE, True, 0, close_payload(1000))]
+        assert conn.state is State.CLOSED
+        assert conn.should_close()  # the stream ended: client or server closes TCP
+        assert records(conn) == (CloseInfo(1000, ""), CloseInfo(1000, ""), "remote")
+
+    def test_close_without_code_is_recorded_as_1005(
+        self, open_conn: Callable[..., Connection]
+    ) -> None:
+        conn = open_conn()
+        conn.close(code=None)
+        info = conn.close_sent
+        assert info == CloseInfo(1005, "")
+        assert info is not None
+        assert info.code == CloseCode.NO_STATUS_RCVD
+        assert sent(conn) == [(CLOSE, True, 0, b"")]
+
+    def test_refused_close_records_nothing(self, open_conn: Callable[..., Connection]) -> None:
+        conn = open_conn()
+        with pytest.raises(LocalProtocolError):
+            conn.close(1006)
+        with pytest.raises(LocalProtocolError):
+            conn.close(None, "reason without code")
+        assert records(conn) == (None, None, None)
+        conn.close(3000)
+        with pytest.raises(LocalProtocolError, match="CLOSING"):
+            conn.close(1000, "again")
+        assert records(conn) == (CloseInfo(3000, ""), None, "local")
+
+    def test_close_info_is_a_frozen_value(self) -> None:
+        info = CloseInfo(1000)
+        assert info == CloseInfo(1000, "")
+        assert hash(info) == hash(CloseInfo(1000, ""))
+        assert info.reason == ""
+        with pytest.raises(AttributeError):
+            info.code = 1001  # type: ignore[misc]
 
 
 class TestEndOfStream:
@@ -1191,6 +1430,16 @@ def _in_state(role: str, state: State) -> Connection:
         return conn
     pair.handshake()
     conn = getattr(pair, role)
+    if state is State.REMOTE_CLOSING:
+        # The peer closes first; the echo stays owed until conn.data_to_send().
+        if conn.client:
+            pair.server.close(1001)
+            assert pair.server_to_client() == [Close(code=1001)]
+        else:
+            pair.client.close(1001)
+            assert pair.client_to_server() == [Close(code=1001)]
+        assert conn.state is State.REMOTE_CLOSING
+        return conn
     conn.close()
     if state is State.CLOSED:
         pair.exchange()
@@ -1212,11 +1461,21 @@ CALLS: dict[str, Callable[[Connection], None]] = {
 
 
 # Ping and Pong may follow our Close (CLOSING, RFC 6455 §5.5.2): TestPingPong covers that.
+# While the peer's Close waits for our answer (REMOTE_CLOSING) every send but close() is
+# allowed: test_replies_go_out_before_the_owed_close covers them.
+REPLIES = ["send_text", "send_text fragment", "send_binary", "ping", "pong"]
 FORBIDDEN_CALLS = [
     (state, call)
-    for state in (State.CONNECTING, State.CLOSING, State.CLOSED, State.REJECTED)
+    for state in (
+        State.CONNECTING,
+        State.CLOSING,
+        State.REMOTE_CLOSING,
+        State.CLOSED,
+        State.REJECTED,
+    )
     for call in CALLS
     if not (state is State.CLOSING and call in ("ping", "pong"))
+    and not (state is State.REMOTE_CLOSING and call in REPLIES)
 ]
 
 
@@ -1224,12 +1483,41 @@ FORBIDDEN_CALLS = [
 @pytest.mark.parametrize("role", ROLES)
 def test_send_calls_outside_open_raise_naming_the_state(role: str, state: State, call: str) -> None:
     conn = _in_state(role, state)
-    before = conn.data_to_send()
+    owing = state is State.REMOTE_CLOSING
+    before = b"" if owing else conn.data_to_send()
     with pytest.raises(LocalProtocolError, match=state.name):
         CALLS[call](conn)
     assert conn.state is state
-    assert conn.data_to_send() == b""
+    if owing:
+        # The machine answers the peer's Close itself; the refused call queued nothing.
+        assert sent(conn) == [(CLOSE, True, 0, close_payload(1001))]
+        assert conn.state is State.CLOSED
+        assert conn.close_sent == CloseInfo(1001, "")
+    else:
+        assert conn.data_to_send() == b""
     assert not before or state is State.CONNECTING  # only the client's request waits here
+
+
+@pytest.mark.parametrize("call", REPLIES)
+@pytest.mark.parametrize("role", ROLES)
+def test_replies_go_out_before_the_owed_close(role: str, call: str) -> None:
+    conn = _in_state(role, State.REMOTE_CLOSING)
+    assert conn.can_send
+    CALLS[call](conn)
+    assert conn.state is State.REMOTE_CLOSING
+    assert conn.close_sent is None
+    frames = sent(conn)
+    assert len(frames) == 2
+    assert frames[0][0] != CLOSE
+    assert frames[1] == (CLOSE, True, 0, close_payload(1001))
+    assert conn.state is State.CLOSED
+    assert conn.close_sent == CloseInfo(1001, "")
+    assert conn.close_received == CloseInfo(1001, "")
+    assert conn.closed_first == "remote"
+    assert not conn.can_send
+    with pytest.raises(LocalProtocolError, match="CLOSED"):
+        CALLS[call](conn)
+    assert conn.data_to_send() == b""
 
 
 def test_local_errors_are_protocol_errors() -> None:

@@ -24,6 +24,7 @@ from wsmachine import (
     Binary,
     ClientConnection,
     Close,
+    CloseInfo,
     Event,
     Pong,
     State,
@@ -186,6 +187,27 @@ def test_server_example_speaks_websocket(server_url: str) -> None:
         assert sock.recv(1) == b""
         assert conn.receive_eof() == []
         assert conn.should_close()
+
+
+def test_server_example_replies_to_a_message_sent_with_the_close(server_url: str) -> None:
+    # The Text and the Close are written together, so they usually arrive in one read: the
+    # server is then REMOTE_CLOSING while it handles the Text, may still reply (can_send),
+    # and its reply precedes the echo of the Close, as if they had come in two reads.
+    conn = ClientConnection(urlsplit(server_url).netloc, "/")
+    with socket.create_connection(_address(server_url), timeout=TIMEOUT) as sock:
+        sock.sendall(conn.data_to_send())
+        events: list[Event] = []
+        while not any(isinstance(e, Accepted) for e in events):
+            events += _receive(sock, conn)
+        conn.send_text("last words")
+        conn.close(1000, "bye")
+        sock.sendall(conn.data_to_send())
+        events = []
+        while not any(isinstance(e, Close) for e in events):
+            events += _receive(sock, conn)
+        assert events == [Text(data="last words"), Close(code=1000)]
+        assert conn.close_received == CloseInfo(1000, "")
+        assert sock.recv(1) == b""  # then the server closes TCP
 
 
 def test_server_example_answers_plain_http(server_url: str) -> None:

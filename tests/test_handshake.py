@@ -28,6 +28,7 @@ from wsmachine import (
     State,
     Text,
 )
+from wsmachine.close_codes import CloseInfo
 from wsmachine.extensions import PerMessageDeflate
 from wsmachine.handshake import accept_key
 from wsmachine.testing import ConnectionPair
@@ -742,7 +743,16 @@ class TestServerAccept:
         (close,) = server.accept(event)
         assert isinstance(close, Close)
         assert close.code == 1002
+        assert server.state is State.REMOTE_CLOSING  # the failing Close is owed
+        assert server.closed_first == "local"
+        assert server.close_sent is None
+        reason = close.reason.encode()
+        wire = server.data_to_send()  # the 101, then the failing Close
+        assert wire.startswith(b"HTTP/1.1 101 ")
+        assert wire.endswith(bytes([0x88, 2 + len(reason)]) + b"\x03\xea" + reason)
         assert server.state is State.CLOSED
+        assert server.close_sent == CloseInfo(1002, close.reason)
+        assert server.close_received is None
 
     @pytest.mark.parametrize("split", [False, True])
     def test_too_much_early_data_is_refused(self, split: bool) -> None:
@@ -1067,8 +1077,15 @@ class TestClientReadsAnswer:
         close = events[1]
         assert isinstance(close, Close)
         assert close.code == 1002
+        assert client.state is State.REMOTE_CLOSING  # the failing Close is owed
+        assert not client.should_close()
+        assert client.close_sent is None
+        assert client.data_to_send()[:1] == b"\x88"
         assert client.state is State.CLOSED
         assert client.should_close()
+        assert client.close_sent == CloseInfo(1002, close.reason)
+        assert client.close_received is None
+        assert client.closed_first == "local"
 
     def test_eof_before_any_answer(self) -> None:
         client, _ = new_client()

@@ -70,12 +70,14 @@ SCENARIOS = [
     "server open, deflate",
     "server open, stream",
     "server closing",
+    "server owing close",
     "server closed",
     "server rejected",
     "client new",
     "client open",
     "client open, deflate, stream",
     "client closing",
+    "client owing close",
     "client closed",
 ]
 
@@ -121,6 +123,9 @@ def make(scenario: str) -> Connection:
             if "closed" in scenario:
                 server.receive_data(FrameBuilder(client=True).close(1000))
         server.data_to_send()
+        if "owing" in scenario:
+            # The peer's Close arrived; the echo waits for the next data_to_send().
+            server.receive_data(FrameBuilder(client=True).close(1001))
         return server
     client = ClientConnection(
         "example.com", stream=stream, extensions=[PerMessageDeflate()], **LIMITS
@@ -144,6 +149,8 @@ def make(scenario: str) -> Connection:
     if "closed" in scenario:
         client.receive_data(FrameBuilder(client=False).close(1000))
     client.data_to_send()
+    if "owing" in scenario:
+        client.receive_data(FrameBuilder(client=False).close(1001))
     return client
 
 
@@ -205,7 +212,7 @@ def feed(scenario: str, reads: list[bytes], eof: bool) -> tuple[list[object], ob
     and the final state."""
     conn = make(scenario)
     seen: list[object] = []
-    ended = conn.state in (State.CLOSED, State.REJECTED)
+    ended = conn.state in (State.REMOTE_CLOSING, State.CLOSED, State.REJECTED)
     for piece in reads:
         ended = _step(conn, lambda piece=piece: conn.receive_data(piece), ended, seen)
     pending = [e for e in seen if isinstance(e, tuple) and isinstance(e[0], Handshake)]
@@ -234,7 +241,13 @@ def _step(conn: Connection, call: Any, ended: bool, seen: list[object]) -> bool:
         assert not ended, f"{event!r} after the connection ended"
         if isinstance(event, Close):
             ended = True
-            assert after is State.CLOSED
+            # The peer's Close, or its violation, in OPEN leaves this side's Close owed until
+            # data_to_send() (REMOTE_CLOSING); after our Close, or at the end of the stream
+            # (1006), the connection is over at once.
+            if event.code == 1006 or before is State.CLOSING:
+                assert after is State.CLOSED
+            else:
+                assert after is State.REMOTE_CLOSING
             if event.error is None:
                 assert 1000 <= event.code <= 4999 or event.code == 1005
             else:
@@ -256,12 +269,31 @@ def _step(conn: Connection, call: Any, ended: bool, seen: list[object]) -> bool:
             ended = True  # the application answers it; this test answers nothing
     out = conn.data_to_send()
     assert isinstance(out, bytes)
+    if after is State.REMOTE_CLOSING:
+        # The owed Close went out, last.
+        assert conn.state is State.CLOSED
+        assert conn.closed_first is not None
+        _assert_ends_with_close(conn, out)
+    else:
+        assert conn.state is after
     assert len(out) <= 64 * 1024, "output grew past any reply the input could call for"
     if events and isinstance(events[-1], Rejected) and not conn.client:
         assert out.startswith(b"HTTP/1.1 4")
     seen.extend(_normalized(e) for e in events)
     seen.append((after, conn.should_close(), conn.close_expected()))
     return ended
+
+
+def _assert_ends_with_close(conn: Connection, out: bytes) -> None:
+    """``out`` ends with the Close frame recorded in ``conn.close_sent``."""
+    info = conn.close_sent
+    assert info is not None
+    payload = b"" if info.code == 1005 else info.code.to_bytes(2, "big") + info.reason.encode()
+    n = len(payload)
+    if conn.client:  # masked: the header, the key, the masked payload
+        assert out[-(n + 6) : -(n + 4)] == bytes([0x88, 0x80 | n])
+    else:
+        assert out.endswith(bytes([0x88, n]) + payload)
 
 
 def _normalized(event: Event) -> object:
@@ -309,6 +341,7 @@ def test_every_scenario_is_in_its_state() -> None:
         "awaiting": State.CONNECTING,
         "open": State.OPEN,
         "closing": State.CLOSING,
+        "owing": State.REMOTE_CLOSING,
         "closed": State.CLOSED,
         "rejected": State.REJECTED,
     }

@@ -20,6 +20,7 @@ from wsmachine import (
     State,
     Text,
 )
+from wsmachine.close_codes import CloseInfo
 from wsmachine.connection import default_max_fragments
 from wsmachine.handshake import accept_key
 from wsmachine.testing import ConnectionPair, FrameBuilder
@@ -98,7 +99,11 @@ class TestMaxFragments:
         close = failure(events)
         assert close.code == 1009
         assert "max_fragments" in close.reason
+        assert server.state is State.REMOTE_CLOSING
+        reason = close.reason.encode()
+        assert server.data_to_send() == bytes([0x88, 2 + len(reason)]) + b"\x03\xf1" + reason
         assert server.state is State.CLOSED
+        assert server.close_sent == CloseInfo(1009, close.reason)
 
     def test_flood_of_empty_continuations_fails_at_the_default(self) -> None:
         server = open_server()

@@ -3,7 +3,7 @@
 The names in ``__all__`` are the public API.
 """
 
-from .close_codes import CloseCode
+from .close_codes import CloseCode, CloseInfo
 from .connection import ClientConnection, Connection, ServerConnection
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from .events import (
@@ -29,6 +29,7 @@ __all__ = [
     "ClientConnection",
     "Close",
     "CloseCode",
+    "CloseInfo",
     "Connection",
     "Event",
     "ExtensionOffer",

@@ -595,8 +595,8 @@ class Connection(abc.ABC):
         on: for data already compressed, or secrets next to attacker-chosen text (RFC 7692
         §8). A fragmented message is compressed or not as its first fragment says.
 
-        :raises LocalProtocolError: the connection is not OPEN, or a binary message is being
-            sent in fragments.
+        :raises LocalProtocolError: :attr:`can_send` is false (the state is neither OPEN nor
+            REMOTE_CLOSING), or a binary message is being sent in fragments.
         """
         try:
             payload = data.encode("utf-8")
@@ -613,8 +613,8 @@ class Connection(abc.ABC):
 
         ``compress`` is as for :meth:`send_text`.
 
-        :raises LocalProtocolError: the connection is not OPEN, or a text message is being
-            sent in fragments.
+        :raises LocalProtocolError: :attr:`can_send` is false (the state is neither OPEN nor
+            REMOTE_CLOSING), or a text message is being sent in fragments.
         """
         self._send_data(_BINARY, bytes(data), final, compress)
 
@@ -632,14 +632,16 @@ class Connection(abc.ABC):
     def ping(self, payload: bytes | bytearray | memoryview = b"") -> None:
         """Queue a Ping (RFC 6455 §5.5.2); ``payload`` is at most 125 bytes.
 
-        :raises LocalProtocolError: the connection is not OPEN or the payload is too long.
+        :raises LocalProtocolError: the state is not OPEN, CLOSING or REMOTE_CLOSING, or the
+            payload is too long.
         """
         self._send_control(_PING, payload)
 
     def pong(self, payload: bytes | bytearray | memoryview = b"") -> None:
         """Queue a Pong: a reply, or unsolicited as a heartbeat (RFC 6455 §5.5.3).
 
-        :raises LocalProtocolError: the connection is not OPEN or the payload is too long.
+        :raises LocalProtocolError: the state is not OPEN, CLOSING or REMOTE_CLOSING, or the
+            payload is too long.
         """
         self._send_control(_PONG, payload)
 
@@ -658,7 +660,9 @@ class Connection(abc.ABC):
         else:
             payload = build_close_payload(code, check_code_to_send(code, reason))
         self._state = transition(self._state, Action.SEND_CLOSE)
-        self._close_sent = CloseInfo(CloseCode.NO_STATUS_RCVD if code is None else code, reason)
+        self._close_sent = CloseInfo(
+            CloseCode.NO_STATUS_RCVD if code is None else int(code), reason
+        )
         self._closed_first = "local"
         self._out.append(self._frame(_CLOSE, payload))
 

@@ -8,7 +8,7 @@ Run ``python docs/examples/asyncio_server.py [PORT]`` (default 8765; 0 picks a f
 import asyncio
 import sys
 
-from wsmachine import Binary, Handshake, HTTPRequest, ServerConnection, State, Text
+from wsmachine import Binary, Handshake, HTTPRequest, ServerConnection, Text
 
 HANDSHAKE_TIMEOUT = 10.0  # seconds for the client to finish its upgrade request
 CLOSE_TIMEOUT = 5.0  # seconds for the peer to finish the closing handshake
@@ -38,8 +38,8 @@ class WebSocketProtocol(asyncio.Protocol):
                 events += self.conn.accept(event)
             elif isinstance(event, HTTPRequest):
                 self.conn.reject(event, status=200, body=b"This is a WebSocket echo server.\n")
-            elif self.conn.state is not State.OPEN:
-                pass  # a Close later in this batch already ended the connection
+            elif not self.conn.can_send:
+                pass  # this side already sent its Close: no more data (§5.5.1)
             elif isinstance(event, Text):
                 self.conn.send_text(event.data)
             elif isinstance(event, Binary):

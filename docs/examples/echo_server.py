@@ -9,7 +9,7 @@ import sys
 import threading
 from contextlib import suppress
 
-from wsmachine import Binary, Handshake, HTTPRequest, ServerConnection, State, Text
+from wsmachine import Binary, Handshake, HTTPRequest, ServerConnection, Text
 
 
 def handle(sock):
@@ -26,13 +26,14 @@ def handle(sock):
                     events += conn.accept(event)
                 elif isinstance(event, HTTPRequest):
                     conn.reject(event, status=426, headers=[("Upgrade", "websocket")])
-                elif conn.state is not State.OPEN:
-                    pass  # a Close later in this batch already ended the connection
+                elif not conn.can_send:
+                    pass  # this side already sent its Close: no more data (§5.5.1)
                 elif isinstance(event, Text):
                     conn.send_text(event.data)
                 elif isinstance(event, Binary):
                     conn.send_binary(event.data)
-                # Ping: the Pong is already queued. Close: the echo is already queued.
+                # Ping: the Pong is already queued. Close: the echo is owed, and goes out
+                # with data_to_send() below, after the replies to the messages before it.
             sock.sendall(conn.data_to_send())
 
 

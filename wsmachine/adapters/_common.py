@@ -17,6 +17,7 @@ __all__ = [
     "HTTPHandler",
     "HTTPResponse",
     "HandshakeError",
+    "UpgradeHandler",
     "WebSocketURL",
     "handshake_error",
     "not_found",
@@ -75,8 +76,10 @@ class HTTPResponse:
     body: bytes = b""
 
 
-#: Answers a plain HTTP request; ``None`` means 404.
+#: Answers a plain HTTP request (not an upgrade); ``None`` answers 426 Upgrade Required.
 HTTPHandler = Callable[[HTTPRequest], HTTPResponse | None]
+#: Decides on an upgrade request: ``None`` accepts it, a response refuses it.
+UpgradeHandler = Callable[[Handshake], HTTPResponse | None]
 
 
 def _text(status: int, message: str, headers: Sequence[tuple[str, str]] = ()) -> HTTPResponse:

@@ -56,7 +56,14 @@ from ..events import (
 )
 from ..handshake import HeaderInput
 from ..state import State
-from ._common import ConnectionClosed, HandshakeError, HTTPResponse, handshake_error
+from ._common import (
+    ConnectionClosed,
+    HandshakeError,
+    HTTPHandler,
+    HTTPResponse,
+    UpgradeHandler,
+    handshake_error,
+)
 from ._common import upgrade_required as _upgrade_required
 from .options import ClientOptions, Options, ServerOptions
 
@@ -160,6 +167,11 @@ class Session:
         """What went wrong first: a protocol error, a refused handshake, a timeout, an I/O
         error; ``None`` so far."""
         return self._error
+
+    @property
+    def aborted(self) -> bool:
+        """Whether the connection is dropped: close the socket at once, without flushing."""
+        return self._stopped
 
     @property
     def can_send(self) -> bool:
@@ -276,6 +288,33 @@ class Session:
             response = _upgrade_required(request)
         conn.reject(request, status=response.status, headers=response.headers, body=response.body)
         self._after(now)
+
+    def answer(
+        self,
+        request: Handshake | HTTPRequest,
+        now: float,
+        *,
+        on_http: HTTPHandler | None = None,
+        on_upgrade: UpgradeHandler | None = None,
+    ) -> Exception | None:
+        """Answer ``request`` by the application's hooks: ``on_http`` answers a plain request
+        (``None`` from it, or no hook: 426); ``on_upgrade`` decides on an upgrade (``None``:
+        accept; a response refuses). A hook that raises is answered with 500, and its
+        exception returned for the adapter to log (``None`` otherwise)."""
+        error = None
+        try:
+            if isinstance(request, Handshake):
+                response = None if on_upgrade is None else on_upgrade(request)
+            else:
+                response = None if on_http is None else on_http(request)
+        except Exception as exc:
+            error = exc
+            response = HTTPResponse(500, [("content-type", "text/plain")], b"internal error\n")
+        if response is None and isinstance(request, Handshake):
+            self.accept(request, now)
+        else:
+            self.respond(request, response, now)
+        return error
 
     def _open(self, now: float) -> None:
         self._opened = True

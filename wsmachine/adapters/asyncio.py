@@ -1,0 +1,542 @@
+"""WebSockets on asyncio: a client, :func:`connect`, and a server, :func:`serve`.
+
+Each :class:`WebSocket` is an :class:`asyncio.BufferedProtocol`'s companion: the transport
+reads into one buffer per connection, the bytes go to the connection's
+:class:`~wsmachine.adapters.session.Session`, and what the session says is written, ended or
+closed; one loop timer per connection wakes the session at its next deadline. Works on the
+standard event loop and on uvloop.
+
+.. code-block:: python
+
+    import asyncio
+    from wsmachine.adapters.asyncio import connect, serve
+
+    async def echo(ws):
+        async for message in ws:
+            await ws.send(message)
+
+    async def main():
+        async with serve(echo, "127.0.0.1", 0) as server:
+            async with connect(f"ws://127.0.0.1:{server.port}/") as ws:
+                await ws.send("hello")
+                print(await ws.recv())
+                print("round trip:", await ws.ping())
+
+    asyncio.run(main())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl as ssl_module
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
+from typing import Any
+
+from ..events import Binary, Handshake, HTTPRequest, Text
+from ..state import State
+from ._common import ConnectionClosed, HandshakeError, HTTPResponse, parse_url
+from .options import ClientOptions, ServerOptions, resolve
+from .session import Session, SessionView
+
+__all__ = ["ProcessRequest", "Server", "WebSocket", "broadcast", "connect", "serve"]
+
+logger = logging.getLogger(__name__)
+
+#: The size of each connection's read buffer.
+RECV_SIZE = 256 * 1024
+#: Extra seconds :meth:`WebSocket.close` waits past the session's own timeouts.
+GRACE_SECONDS = 1.0
+
+#: Answers a plain HTTP request (``None``: 426) or decides on an upgrade (``None`` accepts,
+#: a response refuses), as a server's ``process_request``.
+ProcessRequest = Callable[[Handshake | HTTPRequest], HTTPResponse | None]
+
+
+class _Protocol(asyncio.BufferedProtocol):
+    """The transport's side: reads into one buffer and hands the bytes on."""
+
+    __slots__ = ("_buffer", "ws")
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self._buffer = memoryview(bytearray(RECV_SIZE))
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.ws._made(transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.ws._received(self._buffer[:nbytes])
+
+    def eof_received(self) -> bool:
+        self.ws._received(None)
+        return True  # we end our side ourselves, when the session says
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ws._lost(exc)
+
+    def pause_writing(self) -> None:
+        self.ws._can_write = False
+
+    def resume_writing(self) -> None:
+        self.ws._can_write = True
+        self.ws._wake(self.ws._drained)
+
+
+class WebSocket(SessionView):
+    """A WebSocket connection on asyncio, in either role.
+
+    Made by :func:`connect` or handed to a :func:`serve` handler; not built directly.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        process_request: ProcessRequest | None = None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        #: The session of this connection (and through it, ``session.conn``, the machine).
+        self.session = session
+        self._loop = loop
+        self._process_request = process_request
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._reading = True
+        self._can_write = True
+        self._readable: asyncio.Future[None] | None = None  # recv() waiting
+        self._drained: asyncio.Future[None] | None = None  # send() waiting for the buffer
+        self._opened: asyncio.Future[None] = loop.create_future()
+        self._done: asyncio.Future[None] = loop.create_future()
+        #: The peer's address.
+        self.remote_address: Any = None
+
+    # -- information ----------------------------------------------------------------------
+
+    @property
+    def request(self) -> Handshake | None:
+        """Server side: the client's upgrade request (path, headers); ``handshake`` too."""
+        return self.session.handshake
+
+    @property
+    def closed(self) -> ConnectionClosed | None:
+        """How the connection closed, once its transport is closed; ``None`` before."""
+        return self.session.closed() if self._done.done() else None
+
+    @property
+    def close_code(self) -> int | None:
+        """The peer's close code (1006 when none came), once closed; ``None`` before."""
+        closed = self.closed
+        return None if closed is None else closed.code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The peer's close reason, once closed; ``None`` before."""
+        closed = self.closed
+        return None if closed is None else closed.reason
+
+    async def wait_closed(self) -> None:
+        """Wait until the transport is closed."""
+        await asyncio.shield(self._done)
+
+    # -- sending --------------------------------------------------------------------------
+
+    async def send(self, message: str | bytes | bytearray | memoryview) -> None:
+        """Send a text (``str``) or binary message; wait while the transport's write buffer
+        is above ``write_high_water``.
+
+        :raises ConnectionClosed: the connection is closing or closed.
+        """
+        self.session.send(message)
+        self._pump()
+        while not self._can_write and not self._done.done():
+            self._drained = self._loop.create_future()
+            await self._drained
+
+    async def ping(self, payload: bytes | None = None) -> float:
+        """Send a Ping (by default 4 random bytes) and return the round trip in seconds
+        when its Pong arrives.
+
+        :raises ConnectionClosed: the connection closed (or was closing) before the Pong.
+        """
+        answer: asyncio.Future[float | None] = self._loop.create_future()
+
+        def answered(latency: float | None) -> None:
+            if not answer.done():
+                answer.set_result(latency)
+
+        self.session.ping(self._loop.time(), payload, answered)
+        self._pump()
+        latency = await answer
+        if latency is None:
+            raise self.session.closed()
+        return latency
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close: send a Close, wait for the peer's and for the end of the connection, at
+        most ``close_timeout`` (then it is dropped). Messages not yet received stay
+        readable with :meth:`recv`. Never raises for a connection already closing."""
+        self.session.close(self._loop.time(), code, reason)
+        self._pump()
+        options = self.session.options
+        limit = options.close_timeout + options.linger_timeout + GRACE_SECONDS
+        try:
+            await asyncio.wait_for(asyncio.shield(self._done), limit)
+        except TimeoutError:
+            self._abort(TimeoutError("close() timed out"))
+
+    # -- receiving ------------------------------------------------------------------------
+
+    async def recv(self) -> str | bytes:
+        """Return the next message: ``str`` for text, ``bytes`` for binary (with the
+        ``stream`` setting, the next piece of one: see :meth:`recv_event`). A cancelled
+        ``recv`` loses no message.
+
+        :raises ConnectionClosed: the connection closed and no message is left.
+        """
+        return (await self.recv_event()).data
+
+    async def recv_event(self) -> Text | Binary:
+        """Return the next :class:`~wsmachine.Text` or :class:`~wsmachine.Binary` event; its
+        ``final`` flag marks the last piece of a message when ``stream`` is on.
+
+        :raises ConnectionClosed: the connection closed and no message is left.
+        """
+        session = self.session
+        while True:
+            event = session.next_message()
+            # Taking a message may resume reading or release the Close held for our replies.
+            if not self._reading or session.conn.state is State.REMOTE_CLOSING:
+                self._pump()
+            if event is not None:
+                return event
+            if self._done.done() or not session.may_receive:
+                raise session.closed()
+            self._readable = self._loop.create_future()
+            await self._readable
+
+    async def __aiter__(self) -> AsyncIterator[str | bytes]:
+        """Yield messages until the connection closes; a clean close (1000, 1001) ends the
+        loop, any other raises :class:`ConnectionClosed`."""
+        while True:
+            try:
+                yield await self.recv()
+            except ConnectionClosed as closed:
+                if closed.ok:
+                    return
+                raise
+
+    # -- the transport's events -----------------------------------------------------------
+
+    def _made(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self.remote_address = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport.set_write_buffer_limits(high=self.session.options.write_high_water)
+        self._pump()  # a client's upgrade request
+
+    def _received(self, data: memoryview | None) -> None:
+        session = self.session
+        now = self._loop.time()
+        events = session.receive_data(data, now) if data is not None else session.receive_eof(now)
+        for event in events:
+            if isinstance(event, Handshake | HTTPRequest):
+                hook = self._process_request
+                error = session.answer(event, now, on_http=hook, on_upgrade=hook)
+                if error is not None:
+                    logger.error("process_request failed", exc_info=error)
+        if session.queued or not session.may_receive:
+            self._wake(self._readable)
+        self._pump()
+
+    def _lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            self.session.abort(exc)
+        elif not self.session.should_close():
+            self.session.abort(ConnectionResetError("the connection was lost"))
+        if self._timer is not None:
+            self._timer.cancel()
+        for future in (self._readable, self._drained, self._opened, self._done):
+            self._wake(future)
+
+    def _wake(self, future: asyncio.Future[None] | None) -> None:
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def _abort(self, error: BaseException) -> None:
+        self.session.abort(error)
+        self._pump()
+
+    # -- doing what the session says ------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Write the session's output; end, close or pause the transport as it says; wake
+        the session at its next deadline."""
+        transport = self._transport
+        if transport is None or self._done.done():
+            return
+        session = self.session
+        if session.opened:
+            self._wake(self._opened)
+        data = session.data_to_send()
+        if data:
+            transport.write(data)
+        if session.should_send_eof():
+            if transport.can_write_eof():
+                transport.write_eof()  # after what is buffered
+            else:
+                transport.close()
+            session.eof_sent(self._loop.time())
+        if session.should_close():
+            if session.aborted:
+                transport.abort()
+            else:
+                transport.close()
+            return
+        reading = session.reading()
+        if reading != self._reading:
+            self._reading = reading
+            if reading:
+                transport.resume_reading()
+            else:
+                transport.pause_reading()
+        when = session.next_deadline()
+        if when != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = when
+            self._timer = None if when is None else self._loop.call_at(when, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = self._timer_at = None
+        self.session.tick(self._loop.time())
+        if self.session.queued or not self.session.may_receive:
+            self._wake(self._readable)
+        self._pump()
+        if self.session.should_close() and not self.session.opened:
+            self._wake(self._opened)
+
+    async def _wait_open(self) -> None:
+        await asyncio.shield(self._opened)
+        if not self.session.opened:
+            error = self.session.error
+            if isinstance(error, HandshakeError):
+                raise error
+            raise HandshakeError(f"the opening handshake failed: {error}", error=error)
+
+
+class connect:  # noqa: N801 - used as a function: `await connect(...)`, `async with connect(...)`
+    """Open a WebSocket connection to ``url`` (``ws://`` or ``wss://``):
+    ``ws = await connect(url)``, or ``async with connect(url) as ws:`` to close it (1000, or
+    1011 after an exception) on the way out.
+
+    :param options: the settings (:class:`~wsmachine.adapters.options.ClientOptions`);
+        keyword ``settings`` of the same names are laid over them.
+    :param ssl: for ``wss://``; by default :func:`ssl.create_default_context`.
+    :param sock: an already connected socket to use.
+    :raises HandshakeError: the server refused the upgrade, answered wrongly, or too late.
+    :raises OSError: the TCP connection failed.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        options: ClientOptions | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        sock: socket.socket | None = None,
+        **settings: Any,
+    ) -> None:
+        self._url = url
+        self._options = resolve(ClientOptions, options, settings)
+        self._ssl = ssl
+        self._sock = sock
+        self._ws: WebSocket | None = None
+
+    async def _open(self) -> WebSocket:
+        options = self._options
+        target = parse_url(self._url)
+        loop = asyncio.get_running_loop()
+        session = Session.client(options, target.host_header, target.resource, loop.time())
+        ws = WebSocket(session)
+        context = None
+        if target.secure:
+            context = self._ssl if self._ssl is not None else ssl_module.create_default_context()
+        where: dict[str, Any] = (
+            {"sock": self._sock}
+            if self._sock is not None
+            else {"host": target.host, "port": target.port}
+        )
+        if context is not None:
+            where["server_hostname"] = target.host
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(lambda: _Protocol(ws), ssl=context, **where),
+                options.open_timeout,
+            )
+        except TimeoutError as exc:
+            raise HandshakeError(
+                f"the TCP connection took over {options.open_timeout} s", error=exc
+            ) from None
+        await ws._wait_open()
+        return ws
+
+    def __await__(self) -> Generator[Any, None, WebSocket]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> WebSocket:
+        self._ws = await self._open()
+        return self._ws
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._ws is not None
+        await self._ws.close(1000 if exc_info[0] is None else 1011)
+
+
+class Server:
+    """A WebSocket server on asyncio: a task per open connection runs the handler; the
+    connection is closed (1000) when it returns, or with 1011 if it raises. Made by
+    :func:`serve`; ``async with serve(...) as server`` listens until the block ends.
+
+    :param handler: ``async def handler(ws)``, called with each open connection.
+    :param process_request: answers plain HTTP requests (``None``: 426) and may refuse
+        upgrades (return a response; ``None`` accepts).
+    :param options: the settings (:class:`~wsmachine.adapters.options.ServerOptions`);
+        keyword ``settings`` of the same names are laid over them.
+    :param ssl: serve ``wss://`` with this context.
+    """
+
+    def __init__(
+        self,
+        handler: Callable[[WebSocket], Awaitable[None]],
+        host: str | None = "127.0.0.1",
+        port: int = 0,
+        *,
+        process_request: ProcessRequest | None = None,
+        options: ServerOptions | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        sock: socket.socket | None = None,
+        **settings: Any,
+    ) -> None:
+        self.handler = handler
+        #: The settings of every connection.
+        self.options = resolve(ServerOptions, options, settings)
+        self.process_request = process_request
+        self._where = {"sock": sock} if sock is not None else {"host": host, "port": port}
+        self._ssl = ssl
+        self._server: asyncio.Server | None = None
+        self._connections: set[WebSocket] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing: tuple[int, str] | None = None
+        self._closed: asyncio.Event | None = None
+        #: The listening port, once listening.
+        self.port = 0
+
+    @property
+    def connections(self) -> frozenset[WebSocket]:
+        """The open connections."""
+        return frozenset(self._connections)
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets."""
+        return () if self._server is None else tuple(self._server.sockets)
+
+    async def start(self) -> Server:
+        """Start listening (``async with`` does it)."""
+        loop = asyncio.get_running_loop()
+        self._closed = asyncio.Event()
+        self._server = await loop.create_server(self._protocol, ssl=self._ssl, **self._where)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    def _protocol(self) -> _Protocol:
+        session = Session.server(self.options, asyncio.get_running_loop().time())
+        ws = WebSocket(session, self.process_request)
+        task = asyncio.get_running_loop().create_task(self._serve(ws))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return _Protocol(ws)
+
+    async def _serve(self, ws: WebSocket) -> None:
+        try:
+            await ws._wait_open()
+        except HandshakeError:
+            return  # an HTTP answer, a refusal or a broken request: the session ended it
+        self._connections.add(ws)
+        try:
+            if self._closing is not None:  # opened after close() took its list
+                await ws.close(*self._closing)
+            await self.handler(ws)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            logger.exception("the handler failed on a connection from %s", ws.remote_address)
+            await ws.close(1011, "internal error")
+        finally:
+            await ws.close()
+            self._connections.discard(ws)
+
+    async def serve_forever(self) -> None:
+        """Serve until :meth:`close`."""
+        if self._closed is None:
+            await self.start()
+        assert self._closed is not None
+        await self._closed.wait()
+
+    async def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
+        """Stop listening, close every connection with ``code``, and wait for them (each
+        at most its ``close_timeout``)."""
+        if self._closing is None:
+            self._closing = (code, reason)
+        if self._server is not None:
+            self._server.close()
+        await asyncio.gather(
+            *(ws.close(code, reason) for ws in list(self._connections)), return_exceptions=True
+        )
+        if self._tasks:
+            await asyncio.wait(list(self._tasks))
+        if self._server is not None:
+            await self._server.wait_closed()
+        if self._closed is not None:
+            self._closed.set()
+
+    async def __aenter__(self) -> Server:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+def serve(
+    handler: Callable[[WebSocket], Awaitable[None]],
+    host: str | None = "127.0.0.1",
+    port: int = 0,
+    **options: Any,
+) -> Server:
+    """A :class:`Server` for ``host``:``port`` (0: a free port):
+    ``async with serve(handler, host, port) as server: await server.serve_forever()``.
+    ``options`` are those of :class:`Server`."""
+    return Server(handler, host, port, **options)
+
+
+def broadcast(connections: Iterable[WebSocket], message: str | bytes) -> int:
+    """Send ``message`` to every open connection whose write buffer is not above its
+    high-water mark (a slow peer misses it, rather than growing a buffer without bound);
+    return how many got it. Does not wait."""
+    count = 0
+    for ws in connections:
+        if ws.session.can_send and ws._can_write:
+            ws.session.send(message)
+            ws._pump()
+            count += 1
+    return count

@@ -7,8 +7,8 @@ a reader that feeds it (while it wants input), a writer that writes what it says
 the stream when it says, and a timer that wakes it at its next deadline. They run in a
 nursery that :func:`open_websocket` and the server provide, so nothing outlives the
 ``async with`` block. Cancelling a task blocked in :meth:`WebSocket.recv` loses no message;
-cancelling one in the middle of :meth:`WebSocket.send` drops the connection, since a frame
-half written cannot be taken back.
+cancelling :meth:`WebSocket.send` before it returned drops the connection, since a frame
+half written (or left for another task to write) cannot be taken back.
 
 .. code-block:: python
 
@@ -41,11 +41,11 @@ from typing import Any
 
 import trio
 
-from ..events import Accepted, Binary, Handshake, HTTPRequest, Text
+from ..events import Binary, Handshake, HTTPRequest, Text
 from ..state import State
 from ._common import ConnectionClosed, HandshakeError, HTTPHandler, HTTPResponse, parse_url
 from .options import ClientOptions, ServerOptions, resolve
-from .session import Session
+from .session import Session, SessionView
 
 __all__ = ["PongWaiter", "Server", "WebSocket", "connect", "open_websocket", "serve"]
 
@@ -85,7 +85,7 @@ class PongWaiter:
         return self._latency
 
 
-class WebSocket:
+class WebSocket(SessionView):
     """A WebSocket connection on a trio stream, in either role.
 
     Made by :func:`open_websocket`, :func:`connect` or given to a :class:`Server` handler;
@@ -96,7 +96,8 @@ class WebSocket:
         self, stream: trio.abc.Stream, session: Session, http_handler: HTTPHandler | None = None
     ) -> None:
         self._stream = stream
-        self._session = session
+        #: The session of this connection (and through it, ``session.conn``, the machine).
+        self.session = session
         self._http_handler = http_handler
         self._send_lock = trio.Lock()  # data is taken from the session and written under it
         self._changed = trio.lowlevel.ParkingLot()  # every task waiting for the session
@@ -106,34 +107,9 @@ class WebSocket:
     # -- information ----------------------------------------------------------------------
 
     @property
-    def state(self) -> State:
-        """The machine's state."""
-        return self._session.conn.state
-
-    @property
-    def subprotocol(self) -> str | None:
-        """The subprotocol agreed in the opening handshake, or ``None``."""
-        return self._session.conn.subprotocol
-
-    @property
-    def handshake(self) -> Handshake | None:
-        """Server side: the client's upgrade request."""
-        return self._session.handshake
-
-    @property
-    def accepted(self) -> Accepted | None:
-        """Client side: the server's answer."""
-        return self._session.accepted
-
-    @property
-    def latency(self) -> float | None:
-        """The last Ping round trip measured, in seconds (keepalive or :meth:`ping`)."""
-        return self._session.latency
-
-    @property
     def closed(self) -> ConnectionClosed | None:
         """How the connection closed, once the stream is closed; ``None`` before."""
-        return self._session.closed() if self._done.is_set() else None
+        return self.session.closed() if self._done.is_set() else None
 
     async def wait_closed(self) -> None:
         """Wait until the stream is closed."""
@@ -144,11 +120,12 @@ class WebSocket:
     async def send(self, message: str | bytes | bytearray | memoryview) -> None:
         """Send a text (``str``) or binary message; return once it is written (or, while
         the peer's Close waits for this side's replies, queued before the Close).
+        Cancelling it before it returns drops the connection.
 
         :raises ConnectionClosed: the connection is closing or closed.
         """
-        self._session.send(message)
-        await self._flush()
+        self.session.send(message)
+        await self._write()
 
     async def ping(self, payload: bytes | None = None) -> PongWaiter:
         """Send a Ping; ``await (await ws.ping()).wait()`` gives the round trip in seconds.
@@ -156,9 +133,9 @@ class WebSocket:
         :param payload: up to 125 bytes; by default 4 random bytes.
         :raises ConnectionClosed: the connection is closing or closed.
         """
-        waiter = PongWaiter(self._session)
-        self._session.ping(trio.current_time(), payload, waiter._answered)
-        await self._flush()
+        waiter = PongWaiter(self.session)
+        self.session.ping(trio.current_time(), payload, waiter._answered)
+        await self._write()
         return waiter
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
@@ -168,7 +145,7 @@ class WebSocket:
         connection already closing or closed; cancelling it drops the stream at once.
         """
         self._start_close(code, reason)
-        options = self._session.options
+        options = self.session.options
         try:
             with trio.move_on_after(options.close_timeout + options.linger_timeout + GRACE_SECONDS):
                 await self._done.wait()
@@ -179,7 +156,7 @@ class WebSocket:
             self._abort(TimeoutError("close() timed out"))
 
     def _start_close(self, code: int, reason: str) -> None:
-        self._session.close(trio.current_time(), code, reason)
+        self.session.close(trio.current_time(), code, reason)
         self._notify()
 
     # -- receiving ------------------------------------------------------------------------
@@ -200,7 +177,7 @@ class WebSocket:
         :raises ConnectionClosed: the connection closed and no message is left.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        session = self._session
+        session = self.session
         while True:
             paused = not session.reading()
             event = session.next_message()
@@ -232,12 +209,12 @@ class WebSocket:
 
     def _abort(self, error: BaseException) -> None:
         """Drop the connection now: the session records ``error``, the I/O ends."""
-        self._session.abort(error)
+        self.session.abort(error)
         self._io_scope.cancel()
 
     async def _wait_open(self) -> None:
         """Wait for the opening handshake to end; raise if it failed."""
-        session = self._session
+        session = self.session
         while not session.opened and not self._done.is_set():
             await self._changed.park()
         if not session.opened:
@@ -250,19 +227,28 @@ class WebSocket:
         """Server side: accept an upgrade, or answer a plain request (500 if the HTTP
         handler raises)."""
         if isinstance(request, Handshake):
-            self._session.accept(request, now)
+            self.session.accept(request, now)
             return
         try:
             response = self._http_handler(request) if self._http_handler is not None else None
         except Exception:
             logger.exception("the HTTP handler failed on %s", request.path)
             response = HTTPResponse(500, [], b"internal error\n")
-        self._session.respond(request, response, now)
+        self.session.respond(request, response, now)
+
+    async def _write(self) -> None:
+        """The application's write. Cancelling it drops the connection: its frame may be
+        half written, or queued for another task to write; neither can be taken back."""
+        try:
+            await self._flush()
+        except trio.Cancelled:
+            self._abort(ConnectionAbortedError("a send was cancelled"))
+            raise
 
     async def _flush(self) -> None:
         """Write what the session has, then end the stream if it says so. Taking the data
         under the lock keeps the order of every task's writes."""
-        session = self._session
+        session = self.session
         stream = self._stream
         async with self._send_lock:
             try:
@@ -271,9 +257,6 @@ class WebSocket:
             except _BROKEN as exc:
                 self._abort(exc)
                 return
-            except trio.Cancelled:
-                self._abort(ConnectionAbortedError("a send was cancelled midway"))
-                raise
             if session.should_send_eof():
                 if not isinstance(stream, trio.abc.HalfCloseableStream):
                     self._io_scope.cancel()  # no half close (TLS): close the stream
@@ -282,10 +265,12 @@ class WebSocket:
                     await stream.send_eof()
                 session.eof_sent(trio.current_time())
                 self._notify()  # the timer: the linger deadline
+            if session.should_close():
+                self._notify()  # the writer, if another task wrote the last bytes
 
     async def _run(self) -> None:
         """The connection's I/O, until the session says to close the stream."""
-        session = self._session
+        session = self.session
         try:
             with self._io_scope:
                 async with trio.open_nursery() as nursery:
@@ -305,7 +290,7 @@ class WebSocket:
             self._notify()
 
     async def _writer(self) -> None:
-        session = self._session
+        session = self.session
         while True:
             await self._flush()
             if session.should_close():
@@ -313,7 +298,7 @@ class WebSocket:
             await self._changed.park()
 
     async def _reader(self) -> None:
-        session = self._session
+        session = self.session
         while True:
             if not session.reading():  # back-pressure, or the peer's stream ended
                 await self._changed.park()
@@ -331,7 +316,7 @@ class WebSocket:
             self._notify()
 
     async def _timer(self) -> None:
-        session = self._session
+        session = self.session
         while True:
             deadline = session.next_deadline()
             with trio.move_on_at(math.inf if deadline is None else deadline) as waited:
@@ -372,7 +357,9 @@ async def connect(
         raise TimeoutError(f"no TCP connection within {options.open_timeout} s") from None
     if target.secure:
         context = ssl_context if ssl_context is not None else ssl.create_default_context()
-        stream = trio.SSLStream(stream, context, server_hostname=target.host)
+        # https_compatible: a peer that closes TCP without a TLS close_notify (most do, once
+        # the Close frames are exchanged) ends the stream rather than breaking it.
+        stream = trio.SSLStream(stream, context, server_hostname=target.host, https_compatible=True)
     ws = WebSocket(stream, session)
     nursery.start_soon(ws._run)  # it writes the upgrade request
     try:
@@ -487,7 +474,7 @@ class Server:
         self._everything.cancel()  # handlers that ignore the close
         await self._stopped.wait()
 
-    async def _connection(self, stream: trio.SocketStream) -> None:
+    async def _connection(self, stream: trio.abc.Stream) -> None:
         ws = WebSocket(stream, Session.server(self.options, trio.current_time()), self.http_handler)
         self._connections.add(ws)
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 
 from wsmachine import ClientConnection, Handshake, ServerConnection
 from wsmachine.handshake import accept_key
-from wsmachine.testing import ClientSettings, ConnectionPair, ServerSettings
+from wsmachine.testing import ConnectionPair
 
 settings.register_profile(
     "ci",
@@ -105,7 +105,7 @@ def make_pair() -> Callable[..., ConnectionPair]:
     """Make a :class:`ConnectionPair` whose opening handshake is done."""
 
     def make(
-        *, client: ClientSettings | None = None, server: ServerSettings | None = None
+        *, client: Mapping[str, Any] | None = None, server: Mapping[str, Any] | None = None
     ) -> ConnectionPair:
         pair = ConnectionPair(client=client, server=server)
         pair.handshake()
@@ -122,9 +122,9 @@ def pair(make_pair: Callable[..., ConnectionPair]) -> ConnectionPair:
 
 
 # -- the Autobahn counts in the terminal summary ----------------------------------------------
-# tests/test_autobahn.py writes its tables to reports/autobahn/summary-*.txt; printing them here
-# puts the counts in CI's output whether the tests passed or failed (pytest hides a passing
-# test's output).
+# tests/test_autobahn.py writes one table per adapter and case set, with the counts of both
+# roles, to reports/autobahn/summary-ADAPTER-CASESET.txt; printing them here puts the counts
+# in CI's output whether the tests passed or failed (pytest hides a passing test's output).
 
 AUTOBAHN_TABLES = Path("reports") / "autobahn"
 _SESSION_START = pytest.StashKey[float]()
@@ -141,7 +141,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     for path in sorted(folder.glob("summary-*.txt")):
         if path.stat().st_mtime >= started:
-            terminalreporter.section(f"Autobahn TestSuite (kosoku): {path.stem[8:]}")
+            adapter, _, case_set = path.stem.removeprefix("summary-").partition("-")
+            terminalreporter.section(
+                f"Autobahn TestSuite (kosoku): {adapter} adapter, cases {case_set}"
+            )
             terminalreporter.write_line(path.read_text(encoding="utf-8"))
 
 

@@ -230,6 +230,12 @@ class Connection(abc.ABC):
         return self._close_sent
 
     @property
+    def close_owed(self) -> CloseInfo | None:
+        """In REMOTE_CLOSING, the Close this side owes (the echo of the peer's code, or the
+        failing Close): it goes out with the next :meth:`data_to_send`. ``None`` otherwise."""
+        return self._held_info if self._held is not None else None
+
+    @property
     def close_received(self) -> CloseInfo | None:
         """The Close frame the peer sent, or ``None`` when none arrived."""
         return self._close_received

@@ -32,11 +32,10 @@ import contextlib
 import logging
 import socket
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any
 
 from ..events import Binary, Handshake, HTTPRequest, Text
-from ..state import State
 from ._common import ConnectionClosed, HandshakeError, HTTPResponse, parse_url
 from .options import ClientOptions, ServerOptions, resolve
 from .session import Session, SessionView
@@ -116,6 +115,7 @@ class WebSocket(SessionView):
         self._done: asyncio.Future[None] = loop.create_future()
         #: The peer's address.
         self.remote_address: Any = None
+        session.wake = self._pump  # recv() took a message: reading or the held Close
 
     # -- information ----------------------------------------------------------------------
 
@@ -211,9 +211,6 @@ class WebSocket(SessionView):
         session = self.session
         while True:
             event = session.next_message()
-            # Taking a message may resume reading or release the Close held for our replies.
-            if not self._reading or session.conn.state is State.REMOTE_CLOSING:
-                self._pump()
             if event is not None:
                 return event
             if self._done.done() or not session.may_receive:
@@ -221,16 +218,19 @@ class WebSocket(SessionView):
             self._readable = self._loop.create_future()
             await self._readable
 
-    async def __aiter__(self) -> AsyncIterator[str | bytes]:
-        """Yield messages until the connection closes; a clean close (1000, 1001) ends the
-        loop, any other raises :class:`ConnectionClosed`."""
-        while True:
-            try:
-                yield await self.recv()
-            except ConnectionClosed as closed:
-                if closed.ok:
-                    return
-                raise
+    def __aiter__(self) -> WebSocket:
+        """``async for message in ws``: iterate over the messages (no generator to finalize)."""
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        """The next message; a clean close (1000, 1001) ends the iteration, any other
+        raises :class:`ConnectionClosed`."""
+        try:
+            return await self.recv()
+        except ConnectionClosed as closed:
+            if closed.ok:
+                raise StopAsyncIteration from None
+            raise
 
     # -- the transport's events -----------------------------------------------------------
 
@@ -327,11 +327,9 @@ class WebSocket(SessionView):
 
     async def _wait_open(self) -> None:
         await asyncio.shield(self._opened)
-        if not self.session.opened:
-            error = self.session.error
-            if isinstance(error, HandshakeError):
-                raise error
-            raise HandshakeError(f"the opening handshake failed: {error}", error=error)
+        error = self.session.handshake_error()
+        if error is not None:
+            raise error
 
 
 class connect:  # noqa: N801 - used as a function: `await connect(...)`, `async with connect(...)`

@@ -41,8 +41,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..events import Binary, Handshake, HTTPRequest, Text
-from ..state import State
-from ._common import ConnectionClosed, HandshakeError, HTTPHandler, HTTPResponse, parse_url
+from ._common import ConnectionClosed, HandshakeError, HTTPHandler, parse_url
 from .options import ClientOptions, ServerOptions, resolve
 from .session import Session, SessionView
 
@@ -88,6 +87,7 @@ class WebSocket(SessionView):
         self._done = False  # the I/O thread ended and the socket is closed
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_w.setblocking(False)
+        session.wake = self._output_due
         self._thread = threading.Thread(target=self._run, name="wsmachine-io", daemon=True)
         self._thread.start()
 
@@ -182,13 +182,7 @@ class WebSocket(SessionView):
         session = self.session
         with self._cond:
             while True:
-                paused = not session.reading()
                 event = session.next_message()
-                # Taking a message may release the reader (back-pressure) or the Close held
-                # for our replies: let the I/O thread look again.
-                if paused or session.conn.state is State.REMOTE_CLOSING:
-                    self._take_output()
-                    self._wake()
                 if event is not None:
                     return event
                 if self._done or not session.may_receive:
@@ -219,31 +213,20 @@ class WebSocket(SessionView):
 
     def _wait_open(self) -> None:
         """Wait for the opening handshake to end; raise if it failed."""
-        with self._cond:
-            while not self.session.opened and not self._done:
-                self._cond.wait()
-        if not self.session.opened:
-            error = self.session.error
-            if isinstance(error, HandshakeError):
-                raise error
-            raise HandshakeError(f"the opening handshake failed: {error}", error=error)
-
-    def _answer(self, request: Handshake | HTTPRequest) -> None:
-        """Server side: accept an upgrade, or answer a plain request. Lock held."""
         session = self.session
-        if isinstance(request, Handshake):
-            session.accept(request, _now())
-            return
-        response: HTTPResponse | None = None
-        if self._http_handler is not None:
-            try:
-                response = self._http_handler(request)
-            except Exception:
-                logger.exception("the HTTP handler failed on %s", request.path)
-                response = HTTPResponse(500, [], b"internal error\n")
-        session.respond(request, response, _now())
+        with self._cond:
+            while not session.opened and session.handshake_error() is None and not self._done:
+                self._cond.wait()
+            error = session.handshake_error()
+        if error is not None:
+            raise error
 
     # -- the I/O thread -------------------------------------------------------------------
+
+    def _output_due(self) -> None:
+        """The session may release output (recv() took a message); lock held."""
+        self._take_output()
+        self._wake()
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):  # full (already woken) or closed
@@ -341,7 +324,9 @@ class WebSocket(SessionView):
             events = session.receive_data(data, now) if data else session.receive_eof(now)
             for event in events:
                 if isinstance(event, Handshake | HTTPRequest):
-                    self._answer(event)
+                    error = session.answer(event, now, on_http=self._http_handler)
+                    if error is not None:
+                        logger.error("the HTTP handler failed", exc_info=error)
             self._take_output()
             self._cond.notify_all()
 

@@ -114,6 +114,7 @@ class Session:
         "handshake",
         "latency",
         "options",
+        "wake",
     )
 
     def __init__(self, conn: Connection, options: Options, now: float) -> None:
@@ -127,6 +128,9 @@ class Session:
         self.accepted: Accepted | None = None
         #: The last Ping round trip measured, in seconds (``None`` before one).
         self.latency: float | None = None
+        #: Set by the adapter: called by :meth:`next_message` when the I/O must look at the
+        #: session again (reading resumes, or the Close held for the replies may go).
+        self.wake: Callable[[], object] | None = None
         self._inbox: deque[Text | Binary] = deque()
         self._app_busy = False  # a message was handed out and the application did not return
         self._hold_over = False  # the owed Close may go even with replies pending
@@ -196,12 +200,19 @@ class Session:
     def closed(self) -> ConnectionClosed:
         """How the connection ended (or stands): the Close frames each way and the error."""
         conn = self.conn
-        return ConnectionClosed(conn.close_sent, conn.close_received, self._error)
+        # An owed Close counts as sent: nothing can come before it any more.
+        local = conn.close_sent or conn.close_owed
+        return ConnectionClosed(local, conn.close_received, self._error)
 
     def handshake_error(self) -> HandshakeError | None:
-        """Client: why the opening handshake failed, once it did; else ``None``."""
+        """Why the opening handshake failed, once it did (a refusal, an invalid answer, a
+        timeout, the connection lost); ``None`` while it is under way or once it succeeded."""
+        if self._opened or (self.conn.state is _CONNECTING and not self._stopped):
+            return None
         error = self._error
-        return error if isinstance(error, HandshakeError) else None
+        if isinstance(error, HandshakeError):
+            return error
+        return HandshakeError(f"the opening handshake failed: {error}", error=error)
 
     # -- input --------------------------------------------------------------------------
 
@@ -332,12 +343,13 @@ class Session:
         before: after the peer's Close, the Close this side owes goes out once every message
         received before it was taken and the application came back (a ``None`` here).
         """
-        self._app_busy = False
         inbox = self._inbox
-        if not inbox:
-            return None
-        self._app_busy = True
-        return inbox.popleft()
+        due = len(inbox) >= self.options.max_queue or self.conn.state is _REMOTE_CLOSING
+        self._app_busy = bool(inbox)
+        event = inbox.popleft() if inbox else None
+        if due and self.wake is not None:
+            self.wake()
+        return event
 
     def send(self, message: str | bytes | bytearray | memoryview, *, compress: bool = True) -> None:
         """Queue a text (``str``) or binary message.

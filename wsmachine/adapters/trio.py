@@ -42,8 +42,7 @@ from typing import Any
 import trio
 
 from ..events import Binary, Handshake, HTTPRequest, Text
-from ..state import State
-from ._common import ConnectionClosed, HandshakeError, HTTPHandler, HTTPResponse, parse_url
+from ._common import ConnectionClosed, HandshakeError, HTTPHandler, parse_url
 from .options import ClientOptions, ServerOptions, resolve
 from .session import Session, SessionView
 
@@ -103,6 +102,7 @@ class WebSocket(SessionView):
         self._changed = trio.lowlevel.ParkingLot()  # every task waiting for the session
         self._io_scope = trio.CancelScope()  # the reader, the writer and the timer
         self._done = trio.Event()  # the I/O ended and the stream is closed
+        session.wake = self._notify  # recv() took a message: reading or the held Close
 
     # -- information ----------------------------------------------------------------------
 
@@ -179,27 +179,26 @@ class WebSocket(SessionView):
         await trio.lowlevel.checkpoint_if_cancelled()
         session = self.session
         while True:
-            paused = not session.reading()
             event = session.next_message()
-            if paused or session.conn.state is State.REMOTE_CLOSING:
-                self._notify()  # reading may resume, or the Close held for our replies go
             if event is not None:
                 return event
             if not session.may_receive:
                 raise session.closed()
             await self._changed.park()
 
-    async def __aiter__(self) -> AsyncIterator[str | bytes]:
-        """Yield messages until the connection closes; a clean close (1000, 1001) ends the
-        loop, any other raises :class:`ConnectionClosed`."""
-        while True:
-            try:
-                message = await self.recv()
-            except ConnectionClosed as closed:
-                if not closed.ok:
-                    raise
-                return
-            yield message
+    def __aiter__(self) -> WebSocket:
+        """``async for message in ws``: iterate over the messages (no generator to finalize)."""
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        """The next message; a clean close (1000, 1001) ends the iteration, any other
+        raises :class:`ConnectionClosed`."""
+        try:
+            return await self.recv()
+        except ConnectionClosed as closed:
+            if closed.ok:
+                raise StopAsyncIteration from None
+            raise
 
     # -- the I/O tasks --------------------------------------------------------------------
 
@@ -215,26 +214,11 @@ class WebSocket(SessionView):
     async def _wait_open(self) -> None:
         """Wait for the opening handshake to end; raise if it failed."""
         session = self.session
-        while not session.opened and not self._done.is_set():
+        while not session.opened and session.handshake_error() is None:
             await self._changed.park()
-        if not session.opened:
-            error = session.error
-            raise session.handshake_error() or HandshakeError(
-                f"the opening handshake failed: {error}", error=error
-            )
-
-    def _answer(self, request: Handshake | HTTPRequest, now: float) -> None:
-        """Server side: accept an upgrade, or answer a plain request (500 if the HTTP
-        handler raises)."""
-        if isinstance(request, Handshake):
-            self.session.accept(request, now)
-            return
-        try:
-            response = self._http_handler(request) if self._http_handler is not None else None
-        except Exception:
-            logger.exception("the HTTP handler failed on %s", request.path)
-            response = HTTPResponse(500, [], b"internal error\n")
-        self.session.respond(request, response, now)
+        error = session.handshake_error()
+        if error is not None:
+            raise error
 
     async def _write(self) -> None:
         """The application's write. Cancelling it drops the connection: its frame may be
@@ -312,7 +296,9 @@ class WebSocket(SessionView):
             events = session.receive_data(data, now) if data else session.receive_eof(now)
             for event in events:
                 if isinstance(event, Handshake | HTTPRequest):
-                    self._answer(event, now)
+                    error = session.answer(event, now, on_http=self._http_handler)
+                    if error is not None:
+                        logger.error("the HTTP handler failed", exc_info=error)
             self._notify()
 
     async def _timer(self) -> None:

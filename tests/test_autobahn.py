@@ -1,5 +1,5 @@
 """The Autobahn TestSuite cases, run by kosoku through each adapter's public API, in both
-roles: 1.* to 10.* through the selector, blocking and trio adapters, and 12.*/13.*
+roles: 1.* to 10.* through the selector, blocking, trio and asyncio adapters, and 12.*/13.*
 (permessage-deflate) through the selector adapter.
 
 Marked ``autobahn`` (5 to 20 s per adapter for 1.* to 10.* on 2 cores; the deflate cases take
@@ -64,6 +64,7 @@ _KOSOKU_WARNINGS = [
         ("selector", "1-10"),
         ("blocking", "1-10"),
         ("trio", "1-10"),
+        ("asyncio", "1-10"),
         pytest.param("selector", "12-13-deflate", marks=_KOSOKU_WARNINGS),
     ],
 )

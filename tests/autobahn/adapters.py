@@ -17,6 +17,7 @@ ADAPTERS: dict[str, str] = {
     "selector": "peer_selector",
     "blocking": "peer_blocking",
     "trio": "peer_trio",
+    "asyncio": "peer_asyncio",
 }
 
 

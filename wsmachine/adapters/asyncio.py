@@ -291,10 +291,13 @@ class WebSocket(SessionView):
         if data:
             transport.write(data)
         if session.should_send_eof():
-            if transport.can_write_eof():
-                transport.write_eof()  # after what is buffered
-            else:
-                transport.close()
+            try:
+                if transport.can_write_eof():
+                    transport.write_eof()  # after what is buffered
+                else:
+                    transport.close()
+            except OSError as exc:  # the peer is gone already
+                session.abort(exc)
             session.eof_sent(self._loop.time())
         if session.should_close():
             if session.aborted:

@@ -33,9 +33,7 @@ async def _echo(ws: WebSocket) -> None:
 def start_echo_server(settings: PeerSettings) -> EchoServer:
     """An asyncio server on 127.0.0.1, a port the OS picks, in ``asyncio.run`` in a new
     thread; stopped with its ``close`` from this thread."""
-    started: queue.Queue[tuple[Server, asyncio.AbstractEventLoop] | BaseException] = (
-        queue.Queue()
-    )
+    started: queue.Queue[tuple[Server, asyncio.AbstractEventLoop] | BaseException] = queue.Queue()
     errors: list[str] = []
 
     async def main() -> None:

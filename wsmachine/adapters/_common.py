@@ -5,14 +5,17 @@ Nothing here speaks the protocol (the machine does) or keeps time (the session d
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import urllib.parse
 from collections.abc import Callable, Sequence
+from typing import Self
 
 from ..close_codes import CloseInfo
 from ..events import Close, Handshake, HTTPRequest, Rejected
 
 __all__ = [
+    "AsyncMessages",
     "ConnectionClosed",
     "HTTPHandler",
     "HTTPResponse",
@@ -206,3 +209,27 @@ def handshake_error(event: Rejected | Close) -> HandshakeError:
         headers=event.headers,
         body=event.body,
     )
+
+
+class AsyncMessages(abc.ABC):
+    """``async for message in ws`` over an async adapter's :meth:`recv`, without an async
+    generator (which a task that stops iterating would leave unfinished)."""
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    async def recv(self) -> str | bytes:
+        """The next message."""
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        """The next message; a clean close (1000, 1001) ends the iteration, any other
+        raises :class:`ConnectionClosed`."""
+        try:
+            return await self.recv()
+        except ConnectionClosed as closed:
+            if closed.ok:
+                raise StopAsyncIteration from None
+            raise

@@ -40,7 +40,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..events import Binary, Handshake, HTTPRequest, Text
+from ..events import Binary, Text
 from ._common import ConnectionClosed, HandshakeError, HTTPHandler, parse_url
 from .options import ClientOptions, ServerOptions, resolve
 from .session import Session, SessionView
@@ -320,13 +320,9 @@ class WebSocket(SessionView):
                 self._cond.notify_all()
             return
         with self._cond:
-            now = _now()
-            events = session.receive_data(data, now) if data else session.receive_eof(now)
-            for event in events:
-                if isinstance(event, Handshake | HTTPRequest):
-                    error = session.answer(event, now, on_http=self._http_handler)
-                    if error is not None:
-                        logger.error("the HTTP handler failed", exc_info=error)
+            error = session.feed(data, _now(), on_http=self._http_handler)
+            if error is not None:
+                logger.error("the HTTP handler failed", exc_info=error)
             self._take_output()
             self._cond.notify_all()
 

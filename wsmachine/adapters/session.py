@@ -226,6 +226,24 @@ class Session:
             return []  # our side is done: read on only to see the peer's end of stream
         return self._handle(self.conn.receive_data(data), now)
 
+    def feed(
+        self,
+        data: bytes | bytearray | memoryview | None,
+        now: float,
+        *,
+        on_http: HTTPHandler | None = None,
+        on_upgrade: UpgradeHandler | None = None,
+    ) -> Exception | None:
+        """Feed what the transport read: bytes, or ``None`` (or nothing) for the end of the
+        peer's stream; a request it completes is answered by the hooks, as :meth:`answer`
+        does. Returns the exception of a hook that raised (answered with 500), to log."""
+        events = self.receive_data(data, now) if data else self.receive_eof(now)
+        error = None
+        for event in events:
+            if isinstance(event, Handshake | HTTPRequest):
+                error = self.answer(event, now, on_http=on_http, on_upgrade=on_upgrade)
+        return error
+
     def receive_eof(self, now: float) -> list[Event]:
         """The peer's byte stream ended; returns as :meth:`receive_data` does."""
         self._peer_eof = True

@@ -41,8 +41,8 @@ from typing import Any
 
 import trio
 
-from ..events import Binary, Handshake, HTTPRequest, Text
-from ._common import ConnectionClosed, HandshakeError, HTTPHandler, parse_url
+from ..events import Binary, Text
+from ._common import AsyncMessages, ConnectionClosed, HandshakeError, HTTPHandler, parse_url
 from .options import ClientOptions, ServerOptions, resolve
 from .session import Session, SessionView
 
@@ -84,7 +84,7 @@ class PongWaiter:
         return self._latency
 
 
-class WebSocket(SessionView):
+class WebSocket(SessionView, AsyncMessages):
     """A WebSocket connection on a trio stream, in either role.
 
     Made by :func:`open_websocket`, :func:`connect` or given to a :class:`Server` handler;
@@ -186,20 +186,6 @@ class WebSocket(SessionView):
                 raise session.closed()
             await self._changed.park()
 
-    def __aiter__(self) -> WebSocket:
-        """``async for message in ws``: iterate over the messages (no generator to finalize)."""
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        """The next message; a clean close (1000, 1001) ends the iteration, any other
-        raises :class:`ConnectionClosed`."""
-        try:
-            return await self.recv()
-        except ConnectionClosed as closed:
-            if closed.ok:
-                raise StopAsyncIteration from None
-            raise
-
     # -- the I/O tasks --------------------------------------------------------------------
 
     def _notify(self) -> None:
@@ -292,13 +278,9 @@ class WebSocket(SessionView):
             except _BROKEN as exc:
                 self._abort(exc)
                 return
-            now = trio.current_time()
-            events = session.receive_data(data, now) if data else session.receive_eof(now)
-            for event in events:
-                if isinstance(event, Handshake | HTTPRequest):
-                    error = session.answer(event, now, on_http=self._http_handler)
-                    if error is not None:
-                        logger.error("the HTTP handler failed", exc_info=error)
+            error = session.feed(data, trio.current_time(), on_http=self._http_handler)
+            if error is not None:
+                logger.error("the HTTP handler failed", exc_info=error)
             self._notify()
 
     async def _timer(self) -> None:

@@ -251,6 +251,24 @@ class TestOptions:
         with pytest.raises(ValueError, match="write_limit"):
             ClientOptions(write_high_water=10, write_limit=5)
 
+    @pytest.mark.parametrize(
+        ("options", "machine"),
+        [(ServerOptions, ServerConnection), (ClientOptions, ClientConnection)],
+    )
+    def test_every_setting_of_the_machine_is_an_option(
+        self, options: type[ServerOptions | ClientOptions], machine: type[object]
+    ) -> None:
+        import dataclasses
+        import inspect
+
+        fields = {field.name for field in dataclasses.fields(options)}
+        parameters = inspect.signature(machine).parameters
+        settings = {name for name in parameters if name not in ("host", "path")}
+        assert settings <= fields, settings - fields
+
     def test_every_machine_setting_reaches_the_machine(self) -> None:
         conn = ServerOptions(max_message_size=1000, max_fragments=7, stream=True).connection()
         assert conn._max_message_size == 1000 and conn._max_fragments == 7 and conn._stream
+        client = ClientOptions(origin="http://here", extra_headers=[("x-a", "b")])
+        request = client.connection(HOST, "/chat").data_to_send().lower()
+        assert b"origin: http://here\r\n" in request and b"x-a: b\r\n" in request

@@ -80,6 +80,7 @@ class WebSocket(SessionView):
         self.remote_address: Any = None
         with contextlib.suppress(OSError):
             self.remote_address = sock.getpeername()
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)  # messages, the opening, the end
         self._write_lock = threading.Lock()
@@ -351,8 +352,6 @@ def connect(
     if sock is None:
         sock = socket.create_connection((target.host, target.port), options.open_timeout)
     try:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if target.secure:
             context = ssl_context if ssl_context is not None else ssl.create_default_context()
             sock.settimeout(options.open_timeout)
@@ -456,8 +455,6 @@ class Server:
             thread.start()
 
     def _connection(self, sock: socket.socket, address: Any) -> None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         ws = WebSocket(sock, Session.server(self.options, _now()), self.http_handler)
         with self._lock:
             self._websockets.add(ws)

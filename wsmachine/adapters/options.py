@@ -10,6 +10,8 @@ again. The machine's settings are documented on :class:`~wsmachine.ServerConnect
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -20,6 +22,7 @@ from ..connection import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_REJECTION_BODY,
     ClientConnection,
+    Connection,
     ServerConnection,
 )
 from ..extensions.base import Extension
@@ -137,19 +140,17 @@ class Options:
         object.__setattr__(self, "subprotocols", tuple(self.subprotocols))
         object.__setattr__(self, "extensions", tuple(self.extensions))
 
-    def _machine_settings(self) -> dict[str, Any]:
-        return {
-            "subprotocols": self.subprotocols,
-            "extensions": self.extensions,
-            "max_message_size": self.max_message_size,
-            "max_frame_size": self.max_frame_size,
-            "max_fragments": self.max_fragments,
-            "stream": self.stream,
-            "auto_pong": self.auto_pong,
-            "max_handshake_size": self.max_handshake_size,
-            "max_handshake_line": self.max_handshake_line,
-            "max_handshake_headers": self.max_handshake_headers,
-        }
+    def _settings_of(self, machine: type[Connection]) -> dict[str, Any]:
+        """This object's values of the settings ``machine``'s constructor takes."""
+        return {name: getattr(self, name) for name in _parameters(machine)}
+
+
+@functools.cache
+def _parameters(machine: type[Connection]) -> tuple[str, ...]:
+    """The keyword settings of a machine's constructor: read from it, so that a setting added
+    there cannot be forgotten here (a test checks every one is an option)."""
+    parameters = inspect.signature(machine).parameters.values()
+    return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,7 +165,7 @@ class ServerOptions(Options):
 
     def connection(self) -> ServerConnection:
         """A new machine with these settings."""
-        return ServerConnection(origin_policy=self.origin_policy, **self._machine_settings())
+        return ServerConnection(**self._settings_of(ServerConnection))
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,14 +188,7 @@ class ClientOptions(Options):
     def connection(self, host: str, resource: str = "/") -> ClientConnection:
         """A new machine with these settings, its upgrade request for ``host`` (the ``Host``
         header) and ``resource`` (the request target) already queued."""
-        return ClientConnection(
-            host,
-            resource,
-            origin=self.origin,
-            extra_headers=self.extra_headers,
-            max_rejection_body=self.max_rejection_body,
-            **self._machine_settings(),
-        )
+        return ClientConnection(host, resource, **self._settings_of(ClientConnection))
 
 
 _O = TypeVar("_O", bound=Options)

@@ -70,7 +70,7 @@ from collections.abc import Callable
 from typing import Any, Self
 
 from ..connection import Connection
-from ..events import Accepted, Close, Event, Handshake, HTTPRequest, Rejected
+from ..events import Handshake, HTTPRequest
 from ..state import State
 from ._common import ConnectionClosed, HTTPResponse, parse_url, upgrade_required
 from .options import DEFAULT_CLOSE_TIMEOUT, ClientOptions, ServerOptions, resolve
@@ -92,21 +92,7 @@ _R = selectors.EVENT_READ
 _W = selectors.EVENT_WRITE
 _now = time.monotonic
 #: What ``connect_ex`` answers for a non-blocking connection under way.
-_IN_PROGRESS = frozenset(
-    {
-        0,
-        errno.EINPROGRESS,
-        errno.EWOULDBLOCK,
-        errno.EAGAIN,
-        errno.EALREADY,
-        getattr(errno, "WSAEWOULDBLOCK", errno.EWOULDBLOCK),
-    }
-)
-
-
-def _gone(peer: Peer) -> bool:
-    """Whether the connection was finished (a call may have finished it; mypy can't tell)."""
-    return peer._finished
+_IN_PROGRESS = {0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN, errno.EALREADY}
 
 
 class Timer:
@@ -637,44 +623,36 @@ class Loop:
             self._abort(peer, exc)
             return
         session = peer.session
-        now = _now()
-        events = session.receive_data(data, now) if data else session.receive_eof(now)
-        if events:
-            self._dispatch(peer, events)
-        self._deliver(peer)
-        self._flush(peer)
-
-    def _dispatch(self, peer: Peer, events: list[Event]) -> None:
-        """Act on what the session did not handle itself: the opening, and errors."""
+        was_open, before = session.opened, session.error
         handler = peer.handler
-        for event in events:
-            if peer._finished:
-                return
-            if isinstance(event, Handshake):
-                self._answer_upgrade(peer, event)
-            elif isinstance(event, HTTPRequest):
-                response = self._guard(peer, handler.on_http, event)
-                if not _gone(peer):
-                    peer.session.respond(event, response, _now())
-            elif isinstance(event, Accepted):
-                self._guard(peer, handler.on_open, peer)
-            elif isinstance(event, Rejected | Close) and not peer.session.opened:
-                self._report(peer, peer.session.error)
-            elif isinstance(event, Close) and event.error is not None and event.code != 1006:
-                self._guard(peer, handler.on_error, peer, event.error)
+        hook_error = session.feed(
+            data,
+            _now(),
+            on_http=handler.on_http,
+            on_upgrade=lambda request: handler.on_handshake(peer, request),
+        )
+        if hook_error is not None:
+            self._guard(peer, handler.on_error, peer, hook_error)
+        self._settle(peer, was_open, before)
 
-    def _answer_upgrade(self, peer: Peer, event: Handshake) -> None:
-        """Answer an upgrade request (only a :class:`Server`'s connections get one)."""
-        response = self._guard(peer, peer.handler.on_handshake, peer, event)
+    def _settle(self, peer: Peer, was_open: bool, before: BaseException | None) -> None:
+        """Tell the handler what the session's last step changed (it opened, it failed),
+        hand it the messages, and write."""
         session = peer.session
-        if peer._finished or session.conn.state is not _CONNECTING:
+        if session.opened and not was_open:
+            self._flush(peer)  # the 101 goes out before anything on_open sends
+            self._guard(peer, peer.handler.on_open, peer)
+        error = session.error
+        if error is not before and error is not None and not peer._finished:
+            if not session.opened:
+                self._report(peer, error)  # it never opened: on_error, and no on_close
+            elif getattr(error, "close_code", None) != 1006:  # the peer vanished: on_close
+                self._guard(peer, peer.handler.on_error, peer, error)
+        self._deliver(peer)
+        if peer._connecting and session.should_close():
+            self._finish(peer)  # the open timeout struck before the TCP connection
             return
-        if response is not None:
-            session.respond(event, response, _now())
-            return
-        session.accept(event, _now())
-        self._flush(peer)  # the 101 goes out before anything on_open sends
-        self._guard(peer, peer.handler.on_open, peer)
+        self._flush(peer)
 
     def _deliver(self, peer: Peer) -> None:
         """Hand the queued messages to the handler; the session learns it answered them."""
@@ -817,18 +795,9 @@ class Loop:
             return
         peer._timer = None
         session = peer.session
-        before = session.error
+        was_open, before = session.opened, session.error
         session.tick(_now())
-        if session.error is not before:  # a timeout: keepalive, opening or closing
-            if session.opened:
-                self._guard(peer, peer.handler.on_error, peer, session.error)
-            else:
-                self._report(peer, session.error)
-        self._deliver(peer)
-        if peer._connecting and session.should_close():
-            self._finish(peer)
-            return
-        self._flush(peer)
+        self._settle(peer, was_open, before)
 
     # -- closing --------------------------------------------------------------------------
 

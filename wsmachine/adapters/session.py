@@ -22,17 +22,11 @@ What it owns, written nowhere else:
   peer's end, and when to close the socket;
 - the record of how the connection ended (:meth:`Session.closed`).
 
-The adapter's loop, in outline::
-
-    session = Session.server(options, now())
-    # bytes read: events = session.receive_data(data, now()); act on Handshake / HTTPRequest
-    # end of stream read: session.receive_eof(now())
-    # messages: while (m := session.next_message()) is not None: deliver m
-    # writing: write session.data_to_send(); once all is written:
-    #   if session.should_send_eof(): shutdown(SHUT_WR); session.eof_sent(now())
-    #   if session.should_close(): close the socket
-    # timers: wake at session.next_deadline(); then session.tick(now())
-    # read only while session.reading()
+An adapter's loop on it: read while :meth:`~Session.reading`, :meth:`~Session.feed` what
+it read; hand out :meth:`~Session.next_message`; write :meth:`~Session.data_to_send`, then
+end the stream or close the socket when :meth:`~Session.should_send_eof` or
+:meth:`~Session.should_close` say; call :meth:`~Session.tick` at
+:meth:`~Session.next_deadline`. :doc:`/explanation/sessions` shows it whole.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ from websockets.sync.client import connect as ws_connect
 from websockets.sync.server import ServerConnection as WSServerConnection
 from websockets.sync.server import serve as ws_serve
 
-from wsmachine import Handshake, OriginPolicy, ServerConnection
+from tests.raw_peer import raw_server
+from wsmachine import OriginPolicy, ServerConnection
 from wsmachine.adapters import ConnectionClosed, HandshakeError, HTTPResponse
 from wsmachine.adapters.blocking import Server, WebSocket, connect, serve
 from wsmachine.events import HTTPRequest
@@ -54,35 +55,6 @@ def websockets_server(handler: Callable[[WSServerConnection], None]) -> Iterator
         finally:
             server.shutdown()
             thread.join(10)
-
-
-@contextlib.contextmanager
-def raw_server(behaviour: Callable[[socket.socket, ServerConnection], None]) -> Iterator[int]:
-    """One connection, handshake by the machine, then whatever ``behaviour`` does."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(10)
-
-    def run() -> None:
-        with contextlib.suppress(OSError):
-            sock, _ = listener.accept()
-            with sock:
-                conn = ServerConnection()
-                for _ in range(100):
-                    events = conn.receive_data(sock.recv(65536))
-                    if events:
-                        break
-                assert isinstance(events[0], Handshake)
-                conn.accept(events[0])
-                sock.sendall(conn.data_to_send())
-                behaviour(sock, conn)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        listener.close()
-        thread.join(10)
 
 
 def test_echo_with_our_client_and_server() -> None:
@@ -282,7 +254,7 @@ def test_subprotocols_pass_through() -> None:
 
 
 def test_peer_vanishing_mid_message() -> None:
-    def vanish(sock: socket.socket, conn: ServerConnection) -> None:
+    def vanish(sock: socket.socket, conn: ServerConnection, ended: threading.Event) -> None:
         conn.send_binary(b"x" * 100_000)
         frame = conn.data_to_send()
         sock.sendall(frame[:5000])
@@ -297,7 +269,7 @@ def test_peer_vanishing_mid_message() -> None:
 
 
 def test_keepalive_without_pong_closes_with_1011() -> None:
-    def deaf(sock: socket.socket, conn: ServerConnection) -> None:
+    def deaf(sock: socket.socket, conn: ServerConnection, ended: threading.Event) -> None:
         sock.settimeout(5)
         with contextlib.suppress(OSError):
             while sock.recv(65536):

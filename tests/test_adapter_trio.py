@@ -9,7 +9,7 @@ import socket
 import ssl
 import subprocess
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ from websockets.sync.client import connect as ws_connect  # noqa: E402
 from websockets.sync.server import ServerConnection as WSServerConnection  # noqa: E402
 from websockets.sync.server import serve as ws_serve  # noqa: E402
 
-from wsmachine import ClientConnection, Handshake, OriginPolicy, ServerConnection  # noqa: E402
+from tests.raw_peer import raw_server  # noqa: E402
+from wsmachine import ClientConnection, OriginPolicy, ServerConnection  # noqa: E402
 from wsmachine.adapters import ConnectionClosed, HandshakeError, HTTPResponse  # noqa: E402
 from wsmachine.adapters.trio import Server, WebSocket, connect, open_websocket, serve  # noqa: E402
 from wsmachine.events import Close, Text  # noqa: E402
@@ -235,7 +236,7 @@ def test_peer_vanishing_mid_message() -> None:
 
 
 def test_keepalive_without_pong_closes_with_1011() -> None:
-    def deaf(sock: socket.socket, ended: threading.Event) -> None:
+    def deaf(sock: socket.socket, conn: ServerConnection, ended: threading.Event) -> None:
         sock.settimeout(5)
         with contextlib.suppress(OSError):
             while sock.recv(65536):
@@ -398,7 +399,7 @@ def test_keepalive_measures_latency_both_sides() -> None:
 
 
 def test_ping_waiter_fails_when_the_connection_ends() -> None:
-    def silent(sock: socket.socket, ended: threading.Event) -> None:
+    def silent(sock: socket.socket, conn: ServerConnection, ended: threading.Event) -> None:
         sock.settimeout(5)
         sock.recv(65536)  # the Ping, never answered; then vanish
 
@@ -415,7 +416,7 @@ def test_ping_waiter_fails_when_the_connection_ends() -> None:
 
 
 def test_cancelled_send_drops_the_connection() -> None:
-    def deaf(sock: socket.socket, ended: threading.Event) -> None:
+    def deaf(sock: socket.socket, conn: ServerConnection, ended: threading.Event) -> None:
         ended.wait(10)  # never read: our writes stall, until we drop the stream
 
     async def main(port: int) -> None:
@@ -497,35 +498,3 @@ def test_wss_both_roles(tmp_path: Path) -> None:
             nursery.cancel_scope.cancel()
 
     run(main)
-
-
-@contextlib.contextmanager
-def raw_server(behaviour: Callable[[socket.socket, threading.Event], None]) -> Iterator[int]:
-    """One connection in a thread: its handshake answered by the machine, then ``behaviour``
-    with the socket and an event set when the test is done. Yields the port."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(10)
-    ended = threading.Event()
-
-    def serve_one() -> None:
-        with contextlib.suppress(OSError):
-            sock, _ = listener.accept()
-            with sock:
-                conn = ServerConnection()
-                for _ in range(100):
-                    events = conn.receive_data(sock.recv(65536))
-                    if events:
-                        break
-                assert isinstance(events[0], Handshake)
-                conn.accept(events[0])
-                sock.sendall(conn.data_to_send())
-                behaviour(sock, ended)
-
-    thread = threading.Thread(target=serve_one)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        ended.set()
-        listener.close()
-        thread.join(10)

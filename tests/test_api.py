@@ -161,7 +161,14 @@ COMMON_SETTINGS = [
 
 def test_server_constructor_is_keyword_only() -> None:
     params = _params(wsmachine.ServerConnection)
-    assert list(params) == ["subprotocols", "extensions", "origin_policy", *COMMON_SETTINGS]
+    assert list(params) == [
+        "subprotocols",
+        "extensions",
+        "origin_policy",
+        *COMMON_SETTINGS,
+        "close_reasons",
+    ]
+    assert params["close_reasons"].default is True
     assert params["origin_policy"].default is None
     assert params["max_fragments"].default is None
     assert params["max_handshake_line"].default == 8192
@@ -185,6 +192,7 @@ def test_client_constructor() -> None:
         "extra_headers",
         *COMMON_SETTINGS,
         "max_rejection_body",
+        "close_reasons",
     ]
     assert params["host"].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
     assert params["path"].default == "/"

@@ -5,7 +5,7 @@ The names in ``__all__`` are the public API.
 
 from .close_codes import CloseCode, CloseInfo
 from .connection import ClientConnection, Connection, ServerConnection
-from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from .errors import InvalidArgumentError, LocalProtocolError, ProtocolError, RemoteProtocolError
 from .events import (
     Accepted,
     Binary,
@@ -36,6 +36,7 @@ __all__ = [
     "HTTPRequest",
     "Handshake",
     "Headers",
+    "InvalidArgumentError",
     "LocalProtocolError",
     "OriginPolicy",
     "Ping",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 
-from .errors import LocalProtocolError, RemoteProtocolError
+from .errors import InvalidArgumentError, RemoteProtocolError
 
 __all__ = [
     "CloseCode",
@@ -68,21 +68,21 @@ def is_wire_code(code: int) -> bool:
 def check_code_to_send(code: int, reason: str) -> bytes:
     """Check a code and reason the local user wants to send; return the encoded reason.
 
-    :raises LocalProtocolError: the code may not be sent, or the reason is too long.
+    :raises InvalidArgumentError: the code may not be sent, or the reason is too long.
     """
     if not is_wire_code(code):
-        raise LocalProtocolError(
+        raise InvalidArgumentError(
             f"close code {code} may not be sent: expected 1000-1003, 1007-1014 or 3000-4999 "
             "(RFC 6455 §7.4.1, §7.4.2)"
         )
     try:
         encoded = reason.encode("utf-8")
     except UnicodeEncodeError:
-        raise LocalProtocolError(
+        raise InvalidArgumentError(
             "close reason holds a lone surrogate, which UTF-8 cannot encode (RFC 6455 §5.5.1)"
         ) from None
     if len(encoded) > MAX_REASON_BYTES:
-        raise LocalProtocolError(
+        raise InvalidArgumentError(
             f"close reason is {len(encoded)} bytes in UTF-8; at most {MAX_REASON_BYTES} fit in a "
             "control frame (RFC 6455 §5.5)"
         )
@@ -125,5 +125,6 @@ def parse_close_payload(payload: bytes) -> tuple[int, str]:
         raise RemoteProtocolError(
             "Close frame reason is not valid UTF-8 (RFC 6455 §5.5.1)",
             close_code=CloseCode.INVALID_FRAME_PAYLOAD_DATA,
+            reason="invalid UTF-8",
         ) from None
     return code, reason

@@ -16,7 +16,7 @@ from .close_codes import (
     check_code_to_send,
     parse_close_payload,
 )
-from .errors import LocalProtocolError, RemoteProtocolError
+from .errors import InvalidArgumentError, LocalProtocolError, RemoteProtocolError
 from .events import (
     Accepted,
     Binary,
@@ -95,12 +95,6 @@ def _check_handshake_limits(size: int, line: int, headers: int) -> None:
         )
 
 
-def _short_reason(error: RemoteProtocolError) -> str:
-    """The error message cut to fit a Close frame (123 bytes of UTF-8, RFC 6455 §5.5)."""
-    encoded = str(error).encode("utf-8")[:123]
-    return encoded.decode("utf-8", "ignore")
-
-
 class Connection(abc.ABC):
     """What the two roles share: the frame and message layers, sending and closing.
 
@@ -111,6 +105,7 @@ class Connection(abc.ABC):
         "_agreed_extensions",
         "_auto_pong",
         "_client",
+        "_close_reasons",
         "_close_received",
         "_close_sent",
         "_closed_first",
@@ -149,6 +144,7 @@ class Connection(abc.ABC):
         stream: bool,
         auto_pong: bool,
         max_fragments: int | None = None,
+        close_reasons: bool = True,
     ) -> None:
         if max_message_size < 1 or (max_frame_size is not None and max_frame_size < 1):
             raise ValueError("max_message_size and max_frame_size must be positive")
@@ -166,6 +162,7 @@ class Connection(abc.ABC):
         )
         self._stream = stream
         self._auto_pong = auto_pong
+        self._close_reasons = close_reasons
         self._reader: FrameReader | None = None
         self._codecs: tuple[ExtensionCodec, ...] = ()
         self._plain_send = False  # server, no extension: small messages take a short path
@@ -477,6 +474,7 @@ class Connection(abc.ABC):
         return RemoteProtocolError(
             "text message is not valid UTF-8 (RFC 6455 §8.1)",
             close_code=CloseCode.INVALID_FRAME_PAYLOAD_DATA,
+            reason="invalid UTF-8",
         )
 
     def _message_part(self, payload: bytes, fin: bool, events: list[Event]) -> None:
@@ -507,6 +505,7 @@ class Connection(abc.ABC):
                 f"message of more than {self._max_fragments} frames "
                 "(max_fragments; RFC 6455 §10.4)",
                 close_code=CloseCode.MESSAGE_TOO_BIG,
+                reason="too many fragments",
             )
         self._msg_frames = frames
         if opcode == _TEXT:
@@ -543,8 +542,12 @@ class Connection(abc.ABC):
         events.append(Close(code=code, reason=reason))
 
     def _fail(self, error: RemoteProtocolError, events: list[Event]) -> None:
-        """Fail the WebSocket connection (RFC 6455 §7.1.7): send a Close if we still may."""
-        reason = _short_reason(error)
+        """Fail the WebSocket connection (RFC 6455 §7.1.7): send a Close if we still may.
+
+        The Close carries the error's short standard reason (or none with
+        ``close_reasons=False``), never the diagnostic: that stays in the event's ``error``.
+        """
+        reason = error.reason if self._close_reasons else ""
         if self._state is _OPEN:
             payload = build_close_payload(error.close_code, reason.encode("utf-8"))
             self._held = self._frame(_CLOSE, payload)
@@ -607,7 +610,7 @@ class Connection(abc.ABC):
         try:
             payload = data.encode("utf-8")
         except UnicodeEncodeError:
-            raise LocalProtocolError(
+            raise InvalidArgumentError(
                 "text holds a lone surrogate, which UTF-8 cannot encode (RFC 6455 §5.6)"
             ) from None
         self._send_data(_TEXT, payload, final, compress)
@@ -629,7 +632,7 @@ class Connection(abc.ABC):
         if state is not _OPEN:
             transition(state, Action.SEND_CONTROL)  # raises unless the table allows it
         if len(payload) > 125:
-            raise LocalProtocolError(
+            raise InvalidArgumentError(
                 f"control frame payload is {len(payload)} bytes; at most 125 are allowed "
                 "(RFC 6455 §5.5)"
             )
@@ -661,7 +664,7 @@ class Connection(abc.ABC):
         """
         if code is None:
             if reason:
-                raise LocalProtocolError("a close reason needs a code (RFC 6455 §5.5.1)")
+                raise InvalidArgumentError("a close reason needs a code (RFC 6455 §5.5.1)")
             payload = b""
         else:
             payload = build_close_payload(code, check_code_to_send(code, reason))
@@ -692,6 +695,10 @@ class ServerConnection(Connection):
     :param max_handshake_line: longest request line (414 above) or header line (431 above),
         in bytes with its CRLF.
     :param max_handshake_headers: most header lines in the request (431 above).
+    :param close_reasons: put a short standard reason (``"invalid UTF-8"``, ``"message too
+        big"``, at most 32 bytes) in the Close frame sent when the peer breaks the protocol;
+        ``False`` sends the code alone. The full diagnostic is never sent: it stays in the
+        :class:`~wsmachine.Close` event's ``error``.
 
     :doc:`/reference/limits` gives each default and its memory cost.
     """
@@ -719,6 +726,7 @@ class ServerConnection(Connection):
         max_handshake_size: int = DEFAULT_MAX_HANDSHAKE_SIZE,
         max_handshake_line: int = DEFAULT_MAX_HANDSHAKE_LINE,
         max_handshake_headers: int = DEFAULT_MAX_HANDSHAKE_HEADERS,
+        close_reasons: bool = True,
     ) -> None:
         super().__init__(
             client=False,
@@ -727,6 +735,7 @@ class ServerConnection(Connection):
             stream=stream,
             auto_pong=auto_pong,
             max_fragments=max_fragments,
+            close_reasons=close_reasons,
         )
         _check_handshake_limits(max_handshake_size, max_handshake_line, max_handshake_headers)
         self._subprotocols = tuple(subprotocols)
@@ -740,6 +749,16 @@ class ServerConnection(Connection):
         )
         self._request: Handshake | HTTPRequest | None = None
         self._early = bytearray()
+
+    @property
+    def request(self) -> Handshake | HTTPRequest | None:
+        """The request waiting for :meth:`accept` or :meth:`reject`: the
+        :class:`~wsmachine.Handshake` or :class:`~wsmachine.HTTPRequest` event this connection
+        reported. ``None`` before it is complete and once it is answered (or refused by the
+        machine itself)."""
+        if self._state is not _CONNECTING or self._handshake is None:
+            return None
+        return self._request
 
     def _receive_handshake(self, data: bytes) -> list[Event]:
         handshake = self._handshake
@@ -783,7 +802,7 @@ class ServerConnection(Connection):
                 f"{self._state.name} (RFC 6455 §4.2.2)"
             )
         if event is not self._request:
-            raise LocalProtocolError(f"{call}() takes the event this connection reported")
+            raise InvalidArgumentError(f"{call}() takes the event this connection reported")
         return self._handshake
 
     def accept(
@@ -800,18 +819,19 @@ class ServerConnection(Connection):
 
         :param subprotocol: the subprotocol to speak; it must be one the client offered. By
             default the first of this server's ``subprotocols`` that the client offered.
-        :raises LocalProtocolError: no handshake is waiting, ``event`` is not it, or the
-            subprotocol was not offered.
+        :raises LocalProtocolError: no handshake is waiting.
+        :raises InvalidArgumentError: ``event`` is not the waiting handshake, the subprotocol was
+            not offered, or an extra header is invalid; nothing changed.
         """
         handshake = self._pending(event, "accept")
         if not isinstance(event, Handshake):
-            raise LocalProtocolError(
+            raise InvalidArgumentError(
                 "accept() takes a Handshake; answer an HTTPRequest with reject()"
             )
         if subprotocol is None:
             subprotocol = next((p for p in self._subprotocols if p in event.subprotocols), None)
         elif subprotocol not in event.subprotocols:
-            raise LocalProtocolError(
+            raise InvalidArgumentError(
                 f"subprotocol {subprotocol!r} was not offered by the client "
                 f"({list(event.subprotocols)}) (RFC 6455 §4.2.2 item 5.4)"
             )
@@ -847,13 +867,21 @@ class ServerConnection(Connection):
         headers: HeaderInput = (),
         body: bytes = b"",
     ) -> None:
-        """Answer the request with an HTTP response (any status 200-599) and end the connection.
+        """Answer the request with an HTTP response and end the connection.
 
         Use it to refuse an upgrade (403 with a body) or to answer a plain
-        :class:`HTTPRequest` (a page, a health check).
+        :class:`HTTPRequest` (a page, a health check). ``Content-Length`` (unless ``headers``
+        frame the body themselves, or the status is 204 or 304) and ``Connection: close``
+        are added; the body is not sent to a ``HEAD`` request.
 
-        :raises LocalProtocolError: no request is waiting, ``event`` is not it, or the status
-            is out of range.
+        :param status: a final status, 200-599. 1xx are informational answers that precede
+            the final one, never replace it, and 101 is :meth:`accept`'s; HTTP defines no
+            status above 599 (RFC 9110 §15).
+        :raises LocalProtocolError: no request is waiting.
+        :raises InvalidArgumentError: ``event`` is not the waiting request, the status is not
+            200-599, a header is invalid, or the body does not fit the framing (a given
+            ``Content-Length``, or a 204 or 304, which have none). Nothing changed: a valid
+            answer may still be sent.
         """
         handshake = self._pending(event, "reject")
         self._out.append(handshake.reject(status, headers, body))
@@ -900,6 +928,7 @@ class ClientConnection(Connection):
         max_handshake_line: int = DEFAULT_MAX_HANDSHAKE_LINE,
         max_handshake_headers: int = DEFAULT_MAX_HANDSHAKE_HEADERS,
         max_rejection_body: int = DEFAULT_MAX_REJECTION_BODY,
+        close_reasons: bool = True,
     ) -> None:
         super().__init__(
             client=True,
@@ -908,6 +937,7 @@ class ClientConnection(Connection):
             stream=stream,
             auto_pong=auto_pong,
             max_fragments=max_fragments,
+            close_reasons=close_reasons,
         )
         _check_handshake_limits(max_handshake_size, max_handshake_line, max_handshake_headers)
         if max_rejection_body < 0:

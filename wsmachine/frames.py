@@ -141,8 +141,8 @@ SHORT_HEADERS: dict[int, tuple[bytes, ...]] = {
 }
 
 
-def _error(message: str, code: int = 1002) -> RemoteProtocolError:
-    return RemoteProtocolError(message, close_code=code)
+def _error(message: str, code: int = 1002, reason: str | None = None) -> RemoteProtocolError:
+    return RemoteProtocolError(message, close_code=code, reason=reason)
 
 
 class FrameReader:
@@ -335,6 +335,7 @@ def _fault_error(fault: Fault, expect_masked: bool, max_size: int) -> RemoteProt
         f"frame payload of {value} bytes exceeds the limit of {max_size} bytes "
         "(max_frame_size, which is at most max_message_size; RFC 6455 §10.4)",
         1009,
+        "frame too big",
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import copy
 import hashlib
 import http
 import os
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import h11
 
-from .errors import LocalProtocolError, RemoteProtocolError
+from .errors import InvalidArgumentError, RemoteProtocolError
 from .events import Accepted, Handshake, Headers, HTTPRequest, Rejected
 from .extensions.base import Extension, ExtensionCodec
 from .headers import (
@@ -111,7 +112,7 @@ def _reason_phrase(status: int) -> bytes:
 
 @contextlib.contextmanager
 def _caller_input() -> Iterator[None]:
-    """Report bad caller input as :class:`LocalProtocolError`, whatever rejects it.
+    """Report bad caller input as :class:`InvalidArgumentError`, whatever rejects it.
 
     h11 checks header names and values when its events are built, not only when they are
     sent, and a str that does not encode fails in the codec.
@@ -119,9 +120,9 @@ def _caller_input() -> Iterator[None]:
     try:
         yield
     except h11.LocalProtocolError as exc:
-        raise LocalProtocolError(f"invalid HTTP message: {exc}") from None
+        raise InvalidArgumentError(f"invalid HTTP message: {exc}") from None
     except UnicodeEncodeError as exc:
-        raise LocalProtocolError(
+        raise InvalidArgumentError(
             f"{exc.object!r} cannot be written in an HTTP message: {exc.reason}"
         ) from None
 
@@ -350,26 +351,68 @@ class ServerHandshake:
         )
         return _h11_send(self._h11, response)
 
-    @_caller_input()
-    def reject(self, status: int, headers: HeaderInput, body: bytes) -> bytes:
-        """Return a complete HTTP response that ends the connection."""
-        if not 200 <= status <= 599:
-            raise LocalProtocolError(
-                f"status {status} cannot refuse an upgrade: expected 200-599 (RFC 6455 §4.2.2)"
-            )
+    def _response(self, status: int, headers: HeaderInput, body: bytes) -> h11.Response:
+        """The head of a final response carrying ``body``."""
+        check_final_status(status)
         encoded = _encode_headers(headers)
         names = {name.lower() for name, _ in encoded}
-        if b"content-length" not in names:
+        # No Content-Length on a 204 (RFC 9110 §8.6) or a 304 (it would describe the
+        # representation, §15.4.5).
+        if status not in _NO_BODY_STATUSES and not names & {
+            b"content-length",
+            b"transfer-encoding",
+        }:
             encoded.append((b"Content-Length", str(len(body)).encode("ascii")))
         if b"connection" not in names:
             encoded.append((b"Connection", b"close"))
-        parts: list[h11.Event] = [
-            h11.Response(status_code=status, headers=encoded, reason=_reason_phrase(status))
-        ]
+        return h11.Response(status_code=status, headers=encoded, reason=_reason_phrase(status))
+
+    def _send(self, *events: h11.Event) -> bytes:
+        """Send ``events`` all or nothing: on a trial copy of the h11 connection first, so an
+        invalid one (a body longer or shorter than its Content-Length, a body on a 204)
+        leaves the connection as it was and a valid answer can still be sent."""
+        trial = copy.deepcopy(self._h11)
+        data = _h11_send(trial, *events)
+        self._h11 = trial
+        return data
+
+    @_caller_input()
+    def reject(self, status: int, headers: HeaderInput, body: bytes) -> bytes:
+        """Return a complete HTTP response that ends the connection.
+
+        :raises InvalidArgumentError: the status is not 200-599, a header is invalid, or the body
+            does not fit the framing (its Content-Length, or none allowed); nothing changed.
+        """
+        parts: list[h11.Event] = [self._response(status, headers, body)]
         if body and self._method != b"HEAD":
             parts.append(h11.Data(data=body))
         parts.append(h11.EndOfMessage())
-        return _h11_send(self._h11, *parts)
+        return self._send(*parts)
+
+
+#: Statuses whose response has no body (RFC 9110 §6.4.1).
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+def check_final_status(status: int) -> None:
+    """Refuse a status :meth:`ServerConnection.reject` cannot answer with.
+
+    A final response has a status of 200-599: 1xx are informational, sent before the final
+    answer and never instead of it (RFC 9110 §15.2), and HTTP defines no status above 599
+    (§15). 101 switches protocols: that is :meth:`~wsmachine.ServerConnection.accept`'s.
+    """
+    if isinstance(status, bool) or not isinstance(status, int):
+        raise InvalidArgumentError(f"status {status!r}: expected an int, 200-599")
+    if status == 101:
+        raise InvalidArgumentError(
+            "status 101 switches protocols: accept the upgrade with accept(), not reject()"
+        )
+    if not 200 <= status <= 599:
+        kind = "an informational status, not a final answer" if 100 <= status < 200 else ""
+        raise InvalidArgumentError(
+            f"status {status}{': ' + kind if kind else ''} cannot answer the request: "
+            "expected a final status, 200-599 (RFC 9110 §15)"
+        )
 
 
 def _check_request(request: h11.Request) -> Handshake | HTTPRequest:
@@ -448,11 +491,11 @@ _HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-
 def _check_host_and_path(host: str, path: str) -> None:
     """Refuse a Host that is not host[:port], or a target that is not a resource name."""
     if not _HOST.fullmatch(host):
-        raise LocalProtocolError(
+        raise InvalidArgumentError(
             f"host {host!r}: expected host[:port] for the Host header (RFC 6455 §4.1 item 4)"
         )
     if not path.startswith("/") or "#" in path:
-        raise LocalProtocolError(
+        raise InvalidArgumentError(
             f"path {path!r}: expected a resource name, '/' then path and query, with no "
             "fragment (RFC 6455 §3, §4.1 item 3)"
         )
@@ -474,7 +517,7 @@ def handshake_key(event: Handshake) -> str:
     for name, value in event.headers:
         if name == b"sec-websocket-key":
             return value.decode("ascii")
-    raise LocalProtocolError("this Handshake event carries no Sec-WebSocket-Key")
+    raise InvalidArgumentError("this Handshake event carries no Sec-WebSocket-Key")
 
 
 class ClientHandshake:
@@ -539,7 +582,7 @@ class ClientHandshake:
         if not all(map(is_token, self._subprotocols)) or len(set(self._subprotocols)) != len(
             self._subprotocols
         ):
-            raise LocalProtocolError(
+            raise InvalidArgumentError(
                 f"subprotocols {list(self._subprotocols)}: expected distinct tokens "
                 "(RFC 6455 §4.1 item 10)"
             )

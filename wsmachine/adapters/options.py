@@ -80,6 +80,8 @@ class Options:
     :param max_handshake_size: largest HTTP head of the opening handshake.
     :param max_handshake_line: longest line of that head, with its CRLF.
     :param max_handshake_headers: most header lines in that head.
+    :param close_reasons: give the Close sent on a peer's violation a short standard reason
+        (``False``: the code alone).
 
     Session (see :class:`~wsmachine.adapters.session.Session`):
 
@@ -113,6 +115,7 @@ class Options:
     max_handshake_size: int = DEFAULT_MAX_HANDSHAKE_SIZE
     max_handshake_line: int = DEFAULT_MAX_HANDSHAKE_LINE
     max_handshake_headers: int = DEFAULT_MAX_HANDSHAKE_HEADERS
+    close_reasons: bool = True
     open_timeout: float = DEFAULT_OPEN_TIMEOUT
     close_timeout: float = DEFAULT_CLOSE_TIMEOUT
     ping_interval: float | None = None

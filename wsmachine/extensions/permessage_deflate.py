@@ -339,6 +339,7 @@ class PerMessageDeflateCodec(ExtensionCodec):
             raise RemoteProtocolError(
                 f"compressed message is not valid DEFLATE data: {exc} (RFC 7692 §7.2.2)",
                 close_code=1007,
+                reason="invalid compressed data",
             ) from None
         if len(out) > max_size:
             raise RemoteProtocolError(
@@ -356,6 +357,7 @@ class PerMessageDeflateCodec(ExtensionCodec):
                 raise RemoteProtocolError(
                     "data follows the final DEFLATE block of a message (RFC 7692 §7.2.3.4)",
                     close_code=1007,
+                    reason="invalid compressed data",
                 )
         if fin:
             if self._receive_reset:

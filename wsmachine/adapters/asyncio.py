@@ -33,7 +33,7 @@ import logging
 import socket
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Generator, Iterable
-from typing import Any
+from typing import Any, cast
 
 from ..events import Binary, Handshake, HTTPRequest, Text
 from ._common import ConnectionClosed, HandshakeError, HTTPResponse, parse_url
@@ -57,15 +57,21 @@ ProcessRequest = Callable[[Handshake | HTTPRequest], HTTPResponse | None]
 class _Protocol(asyncio.BufferedProtocol):
     """The transport's side: reads into one buffer and hands the bytes on."""
 
-    __slots__ = ("_buffer", "ws")
+    __slots__ = ("_buffer", "_made", "_tls", "ws")
 
-    def __init__(self, ws: WebSocket) -> None:
+    def __init__(self, ws: WebSocket, made: Callable[[WebSocket], object] | None = None) -> None:
         self.ws = ws
+        self._made = made  # a server's: start the connection's task
+        self._tls = False
         self._buffer = memoryview(bytearray(RECV_SIZE))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.ws._made(transport)
+        # Only once TLS is up: a failed TLS handshake never gets here, nor to connection_lost.
+        self._tls = transport.get_extra_info("sslcontext") is not None
+        # A cast, not an isinstance check: uvloop's transports do not derive from asyncio's.
+        self.ws._made(cast(asyncio.Transport, transport))
+        if self._made is not None:
+            self._made(self.ws)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._buffer
@@ -75,7 +81,9 @@ class _Protocol(asyncio.BufferedProtocol):
 
     def eof_received(self) -> bool:
         self.ws._received(None)
-        return True  # we end our side ourselves, when the session says
+        # We end our side ourselves, when the session says; TLS cannot half-close (and
+        # asyncio logs a warning if we ask it to).
+        return not self._tls
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.ws._lost(exc)
@@ -156,8 +164,11 @@ class WebSocket(SessionView):
         self.session.send(message)
         self._pump()
         while not self._can_write and not self._done.done():
-            self._drained = self._loop.create_future()
-            await self._drained
+            if self._drained is None or self._drained.done():
+                self._drained = self._loop.create_future()
+            # One future for every sender waiting; shielded, so that a cancelled send does
+            # not cancel it under the others.
+            await asyncio.shield(self._drained)
 
     async def ping(self, payload: bytes | None = None) -> float:
         """Send a Ping (by default 4 random bytes) and return the round trip in seconds
@@ -215,8 +226,9 @@ class WebSocket(SessionView):
                 return event
             if self._done.done() or not session.may_receive:
                 raise session.closed()
-            self._readable = self._loop.create_future()
-            await self._readable
+            if self._readable is None or self._readable.done():
+                self._readable = self._loop.create_future()
+            await asyncio.shield(self._readable)  # shared, as in send()
 
     def __aiter__(self) -> WebSocket:
         """``async for message in ws``: iterate over the messages (no generator to finalize)."""
@@ -290,6 +302,10 @@ class WebSocket(SessionView):
         data = session.data_to_send()
         if data:
             transport.write(data)
+            size = transport.get_write_buffer_size()
+            if size > session.options.write_limit:  # e.g. Pongs to a peer that does not read
+                limit = session.options.write_limit
+                session.abort(BufferError(f"write buffer of {size} bytes over write_limit {limit}"))
         if session.should_send_eof():
             try:
                 if transport.can_write_eof():
@@ -388,7 +404,11 @@ class connect:  # noqa: N801 - used as a function: `await connect(...)`, `async 
             raise HandshakeError(
                 f"the TCP connection took over {options.open_timeout} s", error=exc
             ) from None
-        await ws._wait_open()
+        try:
+            await ws._wait_open()
+        except asyncio.CancelledError:  # e.g. a timeout around connect(): leave nothing open
+            ws._abort(ConnectionAbortedError("connect() was cancelled"))
+            raise
         return ws
 
     def __await__(self) -> Generator[Any, None, WebSocket]:
@@ -462,17 +482,21 @@ class Server:
 
     def _protocol(self) -> _Protocol:
         session = Session.server(self.options, asyncio.get_running_loop().time())
-        ws = WebSocket(session, self.process_request)
+        return _Protocol(WebSocket(session, self.process_request), self._start)
+
+    def _start(self, ws: WebSocket) -> None:
         task = asyncio.get_running_loop().create_task(self._serve(ws))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return _Protocol(ws)
 
     async def _serve(self, ws: WebSocket) -> None:
         try:
             await ws._wait_open()
         except HandshakeError:
             return  # an HTTP answer, a refusal or a broken request: the session ended it
+        except asyncio.CancelledError:  # close() gave up on the opening handshake
+            ws._abort(ConnectionAbortedError("the server closed during the opening handshake"))
+            raise
         self._connections.add(ws)
         try:
             if self._closing is not None:  # opened after close() took its list
@@ -496,7 +520,8 @@ class Server:
 
     async def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
         """Stop listening, close every connection with ``code``, and wait for them (each
-        at most its ``close_timeout``)."""
+        at most its ``close_timeout``); then cancel the handlers that did not return within
+        ``GRACE_SECONDS`` and drop the connections still in the opening handshake."""
         if self._closing is None:
             self._closing = (code, reason)
         if self._server is not None:
@@ -505,7 +530,11 @@ class Server:
             *(ws.close(code, reason) for ws in list(self._connections)), return_exceptions=True
         )
         if self._tasks:
-            await asyncio.wait(list(self._tasks))
+            _, pending = await asyncio.wait(list(self._tasks), timeout=GRACE_SECONDS)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
         if self._server is not None:
             await self._server.wait_closed()
         if self._closed is not None:

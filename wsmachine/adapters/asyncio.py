@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any, cast
 
 from ..events import Binary, Handshake, HTTPRequest, Text
-from ._common import ConnectionClosed, HandshakeError, HTTPResponse, parse_url
+from ._common import AsyncMessages, ConnectionClosed, HandshakeError, HTTPResponse, parse_url
 from .options import ClientOptions, ServerOptions, resolve
 from .session import Session, SessionView
 
@@ -96,7 +96,7 @@ class _Protocol(asyncio.BufferedProtocol):
         self.ws._wake(self.ws._drained)
 
 
-class WebSocket(SessionView):
+class WebSocket(SessionView, AsyncMessages):
     """A WebSocket connection on asyncio, in either role.
 
     Made by :func:`connect` or handed to a :func:`serve` handler; not built directly.
@@ -229,20 +229,6 @@ class WebSocket(SessionView):
             if self._readable is None or self._readable.done():
                 self._readable = self._loop.create_future()
             await asyncio.shield(self._readable)  # shared, as in send()
-
-    def __aiter__(self) -> WebSocket:
-        """``async for message in ws``: iterate over the messages (no generator to finalize)."""
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        """The next message; a clean close (1000, 1001) ends the iteration, any other
-        raises :class:`ConnectionClosed`."""
-        try:
-            return await self.recv()
-        except ConnectionClosed as closed:
-            if closed.ok:
-                raise StopAsyncIteration from None
-            raise
 
     # -- the transport's events -----------------------------------------------------------
 

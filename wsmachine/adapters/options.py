@@ -100,9 +100,12 @@ class Options:
 
     Adapters that buffer writes (selector, asyncio):
 
-    :param write_high_water: write-buffer size above which the peer is not read from (it
-        resumes below a quarter of it).
-    :param write_limit: write-buffer size above which the connection is dropped.
+    :param write_high_water: write-buffer size above which the selector adapter stops
+        reading from the peer (until it drains below a quarter of it), and the asyncio
+        adapter's ``send()`` waits.
+    :param write_limit: write-buffer size above which the connection is dropped: a peer that
+        does not read cannot make this side hold more. One message larger than this cannot
+        be sent; raise it for bulk transfers.
     """
 
     subprotocols: Sequence[str] = ()

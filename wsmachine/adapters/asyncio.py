@@ -37,17 +37,13 @@ from typing import Any, cast
 
 from ..events import Binary, Handshake, HTTPRequest, Text
 from ._common import AsyncMessages, ConnectionClosed, HandshakeError, HTTPResponse, parse_url
-from .options import ClientOptions, ServerOptions, resolve
+from .options import GRACE_SECONDS, RECV_SIZE, ClientOptions, ServerOptions, resolve
 from .session import Session, SessionView
 
 __all__ = ["ProcessRequest", "Server", "WebSocket", "broadcast", "connect", "serve"]
 
 logger = logging.getLogger(__name__)
 
-#: The size of each connection's read buffer.
-RECV_SIZE = 256 * 1024
-#: Extra seconds :meth:`WebSocket.close` waits past the session's own timeouts.
-GRACE_SECONDS = 1.0
 
 #: Answers a plain HTTP request (``None``: 426) or decides on an upgrade (``None`` accepts,
 #: a response refuses), as a server's ``process_request``.
@@ -196,7 +192,7 @@ class WebSocket(SessionView, AsyncMessages):
         self.session.close(self._loop.time(), code, reason)
         self._pump()
         options = self.session.options
-        limit = options.close_timeout + options.linger_timeout + GRACE_SECONDS
+        limit = options.close_wait + GRACE_SECONDS
         try:
             await asyncio.wait_for(asyncio.shield(self._done), limit)
         except TimeoutError:
@@ -244,14 +240,10 @@ class WebSocket(SessionView, AsyncMessages):
 
     def _received(self, data: memoryview | None) -> None:
         session = self.session
-        now = self._loop.time()
-        events = session.receive_data(data, now) if data is not None else session.receive_eof(now)
-        for event in events:
-            if isinstance(event, Handshake | HTTPRequest):
-                hook = self._process_request
-                error = session.answer(event, now, on_http=hook, on_upgrade=hook)
-                if error is not None:
-                    logger.error("process_request failed", exc_info=error)
+        hook = self._process_request
+        error = session.feed(data, self._loop.time(), on_http=hook, on_upgrade=hook)
+        if error is not None:
+            logger.error("process_request failed", exc_info=error)
         if session.queued or not session.may_receive:
             self._wake(self._readable)
         self._pump()

@@ -42,18 +42,13 @@ from typing import Any
 
 from ..events import Binary, Text
 from ._common import ConnectionClosed, HandshakeError, HTTPHandler, parse_url
-from .options import ClientOptions, ServerOptions, resolve
+from .options import GRACE_SECONDS, RECV_SIZE, ClientOptions, ServerOptions, resolve
 from .session import Session, SessionView
 
 __all__ = ["Server", "WebSocket", "connect", "serve"]
 
 logger = logging.getLogger(__name__)
 
-#: Bytes asked of one ``recv``.
-RECV_SIZE = 256 * 1024
-#: Extra seconds :meth:`WebSocket.close` and :meth:`Server.stop` wait past the session's
-#: own timeouts before giving up on the I/O thread.
-GRACE_SECONDS = 1.0
 
 _now = time.monotonic
 
@@ -146,7 +141,7 @@ class WebSocket(SessionView):
         """
         self._start_close(code, reason)
         options = self.session.options
-        limit = options.close_timeout + options.linger_timeout + GRACE_SECONDS
+        limit = options.close_wait + GRACE_SECONDS
         self._thread.join(limit if timeout is None else timeout)
         if self._thread.is_alive():
             with self._lock:
@@ -498,7 +493,7 @@ class Server:
         for ws in websockets:  # send every Close first, then wait for all of them
             ws._start_close(code, reason)
         options = self.options
-        deadline = _now() + options.close_timeout + options.linger_timeout + GRACE_SECONDS
+        deadline = _now() + options.close_wait + GRACE_SECONDS
         for ws in websockets:
             ws.wait_closed(max(deadline - _now(), 0.0))
         with self._lock:

@@ -38,6 +38,8 @@ __all__ = [
     "DEFAULT_REPLY_TIMEOUT",
     "DEFAULT_WRITE_HIGH_WATER",
     "DEFAULT_WRITE_LIMIT",
+    "GRACE_SECONDS",
+    "RECV_SIZE",
     "ClientOptions",
     "Options",
     "ServerOptions",
@@ -61,6 +63,10 @@ DEFAULT_MAX_QUEUE = 16
 DEFAULT_WRITE_HIGH_WATER = 1 << 20
 #: Write-buffer size above which a peer is dropped (adapters that buffer writes).
 DEFAULT_WRITE_LIMIT = 16 << 20
+#: Bytes an adapter asks of one read (the asyncio adapter's read buffer).
+RECV_SIZE = 256 * 1024
+#: Extra seconds a close waits past the session's own timeouts before dropping everything.
+GRACE_SECONDS = 1.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,6 +151,11 @@ class Options:
         # Tuples, so that options are hashable and nobody changes them under a connection.
         object.__setattr__(self, "subprotocols", tuple(self.subprotocols))
         object.__setattr__(self, "extensions", tuple(self.extensions))
+
+    @property
+    def close_wait(self) -> float:
+        """The longest a close takes: ``close_timeout`` plus ``linger_timeout``."""
+        return self.close_timeout + self.linger_timeout
 
     def _settings_of(self, machine: type[Connection]) -> dict[str, Any]:
         """This object's values of the settings ``machine``'s constructor takes."""

@@ -73,15 +73,13 @@ from ..connection import Connection
 from ..events import Handshake, HTTPRequest
 from ..state import State
 from ._common import ConnectionClosed, HTTPResponse, parse_url, upgrade_required
-from .options import DEFAULT_CLOSE_TIMEOUT, ClientOptions, ServerOptions, resolve
+from .options import DEFAULT_CLOSE_TIMEOUT, RECV_SIZE, ClientOptions, ServerOptions, resolve
 from .session import PongCallback, Session, SessionView
 
 __all__ = ["Handler", "Loop", "Peer", "Server", "Timer"]
 
 logger = logging.getLogger(__name__)
 
-#: Bytes asked of one ``recv``.
-RECV_SIZE = 256 * 1024
 #: Connections accepted per wake-up of the listening socket (others wait for the next round).
 MAX_ACCEPTS_PER_ROUND = 64
 #: Small queued chunks are joined into one ``send`` of up to this many bytes.

@@ -43,18 +43,13 @@ import trio
 
 from ..events import Binary, Text
 from ._common import AsyncMessages, ConnectionClosed, HandshakeError, HTTPHandler, parse_url
-from .options import ClientOptions, ServerOptions, resolve
+from .options import GRACE_SECONDS, RECV_SIZE, ClientOptions, ServerOptions, resolve
 from .session import Session, SessionView
 
 __all__ = ["PongWaiter", "Server", "WebSocket", "connect", "open_websocket", "serve"]
 
 logger = logging.getLogger(__name__)
 
-#: Bytes asked of one ``receive_some``.
-RECV_SIZE = 256 * 1024
-#: Extra seconds :meth:`WebSocket.close` and :meth:`Server.shutdown` wait past the session's
-#: own timeouts before dropping the stream.
-GRACE_SECONDS = 1.0
 
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 
@@ -147,7 +142,7 @@ class WebSocket(SessionView, AsyncMessages):
         self._start_close(code, reason)
         options = self.session.options
         try:
-            with trio.move_on_after(options.close_timeout + options.linger_timeout + GRACE_SECONDS):
+            with trio.move_on_after(options.close_wait + GRACE_SECONDS):
                 await self._done.wait()
         except BaseException:
             self._abort(ConnectionAbortedError("close() was cancelled"))
@@ -436,7 +431,7 @@ class Server:
         for ws in websockets:  # send every Close first, then wait for all of them
             ws._start_close(code, reason)
         options = self.options
-        with trio.move_on_after(options.close_timeout + options.linger_timeout + GRACE_SECONDS):
+        with trio.move_on_after(options.close_wait + GRACE_SECONDS):
             for ws in websockets:
                 await ws.wait_closed()
         self._everything.cancel()  # handlers that ignore the close

@@ -40,7 +40,16 @@ from ._common import AsyncMessages, ConnectionClosed, HandshakeError, HTTPRespon
 from .options import GRACE_SECONDS, RECV_SIZE, ClientOptions, ServerOptions, resolve
 from .session import Session, SessionView
 
-__all__ = ["ProcessRequest", "Server", "WebSocket", "broadcast", "connect", "serve"]
+__all__ = [
+    "DeadlineTimer",
+    "ProcessRequest",
+    "Server",
+    "WebSocket",
+    "broadcast",
+    "connect",
+    "follow_reading",
+    "serve",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +57,52 @@ logger = logging.getLogger(__name__)
 #: Answers a plain HTTP request (``None``: 426) or decides on an upgrade (``None`` accepts,
 #: a response refuses), as a server's ``process_request``.
 ProcessRequest = Callable[[Handshake | HTTPRequest], HTTPResponse | None]
+
+
+class DeadlineTimer:
+    """One loop timer at a session's next deadline, moved only when the deadline moves.
+
+    :param loop: the event loop.
+    :param callback: called at the deadline (then the timer is unset).
+    """
+
+    __slots__ = ("_callback", "_loop", "handle", "when")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+        self._loop = loop
+        self._callback = callback
+        #: The loop's handle while the timer is set.
+        self.handle: asyncio.TimerHandle | None = None
+        #: When it fires (``None``: unset).
+        self.when: float | None = None
+
+    def set(self, when: float | None) -> None:
+        """Fire at ``when`` (``None``: not at all)."""
+        if when == self.when:
+            return
+        self.cancel()
+        self.when = when
+        if when is not None:
+            self.handle = self._loop.call_at(when, self._fire)
+
+    def cancel(self) -> None:
+        """Unset the timer."""
+        if self.handle is not None:
+            self.handle.cancel()
+        self.handle = self.when = None
+
+    def _fire(self) -> None:
+        self.handle = self.when = None
+        self._callback()
+
+
+def follow_reading(transport: asyncio.BaseTransport, reading: bool) -> None:
+    """Resume or pause reading on ``transport``, as the session's ``reading()`` says."""
+    with contextlib.suppress(RuntimeError, AttributeError):  # closing, or a test double
+        if reading:
+            transport.resume_reading()  # type: ignore[attr-defined]
+        else:
+            transport.pause_reading()  # type: ignore[attr-defined]
 
 
 class _Protocol(asyncio.BufferedProtocol):
@@ -109,8 +164,7 @@ class WebSocket(SessionView, AsyncMessages):
         self._loop = loop
         self._process_request = process_request
         self._transport: asyncio.Transport | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = DeadlineTimer(loop, self._tick)
         self._reading = True
         self._can_write = True
         self._readable: asyncio.Future[None] | None = None  # recv() waiting
@@ -253,8 +307,7 @@ class WebSocket(SessionView, AsyncMessages):
             self.session.abort(exc)
         elif not self.session.should_close():
             self.session.abort(ConnectionResetError("the connection was lost"))
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timer.cancel()
         for future in (self._readable, self._drained, self._opened, self._done):
             self._wake(future)
 
@@ -302,19 +355,10 @@ class WebSocket(SessionView, AsyncMessages):
         reading = session.reading()
         if reading != self._reading:
             self._reading = reading
-            if reading:
-                transport.resume_reading()
-            else:
-                transport.pause_reading()
-        when = session.next_deadline()
-        if when != self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_at = when
-            self._timer = None if when is None else self._loop.call_at(when, self._tick)
+            follow_reading(transport, reading)
+        self._timer.set(session.next_deadline())
 
     def _tick(self) -> None:
-        self._timer = self._timer_at = None
         self.session.tick(self._loop.time())
         if self.session.queued or not self.session.may_receive:
             self._wake(self._readable)

@@ -23,7 +23,6 @@ wakes it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Mapping
@@ -43,6 +42,7 @@ from uvicorn.protocols.utils import (
 from uvicorn.server import ServerState
 
 from ..adapters._common import ConnectionClosed, HTTPResponse
+from ..adapters.asyncio import DeadlineTimer, follow_reading
 from ..adapters.options import ServerOptions
 from ..adapters.session import Session
 from ..events import Binary, Handshake, HTTPRequest, Text
@@ -142,8 +142,7 @@ class WSMachineProtocol(asyncio.Protocol):
         self._writable = asyncio.Event()
         self._writable.set()
         self._readable: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = DeadlineTimer(self.loop, self._tick)
 
     # -- the transport's events -----------------------------------------------------------
 
@@ -189,9 +188,7 @@ class WSMachineProtocol(asyncio.Protocol):
         session = self.session
         if session is not None and not session.should_close():
             session.abort(exc or ConnectionResetError("the connection was lost"))
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = self._timer_at = None
+        self._timer.cancel()
         self._writable.set()  # asyncio never resumes writing on a lost transport
         self._wake_reader()
         if self.logger.level <= TRACE_LOG_LEVEL:
@@ -237,7 +234,7 @@ class WSMachineProtocol(asyncio.Protocol):
         session = self.session
         if session is None or session.aborted or self._transport_closed:
             return None
-        return self._timer if session.conn.state is State.CLOSING else None
+        return self._timer.handle if session.conn.state is State.CLOSING else None
 
     # -- the opening handshake ------------------------------------------------------------
 
@@ -508,9 +505,7 @@ class WSMachineProtocol(asyncio.Protocol):
             if not session.should_close():
                 session.abort(ConnectionAbortedError("the server closed the connection"))
         self._transport_closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = self._timer_at = None
+        self._timer.cancel()
         self._wake_reader()
         self.transport.close()
 
@@ -536,9 +531,7 @@ class WSMachineProtocol(asyncio.Protocol):
             session.eof_sent(self.loop.time())
         if session.should_close() or self._transport_closed:
             self._transport_closed = True
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = self._timer_at = None
+            self._timer.cancel()
             self._wake_reader()
             if session.aborted and hasattr(transport, "abort"):
                 transport.abort()
@@ -551,20 +544,10 @@ class WSMachineProtocol(asyncio.Protocol):
         reading = session.reading()
         if reading != self._reading:
             self._reading = reading
-            with contextlib.suppress(RuntimeError, AttributeError):
-                if reading:
-                    transport.resume_reading()
-                else:
-                    transport.pause_reading()
-        when = session.next_deadline()
-        if when != self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_at = when
-            self._timer = None if when is None else self.loop.call_at(when, self._tick)
+            follow_reading(transport, reading)
+        self._timer.set(session.next_deadline())
 
     def _tick(self) -> None:
-        self._timer = self._timer_at = None
         session = self.session
         if session is None or self._transport_closed:
             return

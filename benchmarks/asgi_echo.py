@@ -46,7 +46,7 @@ from typing import Any
 
 from wsmachine import Accepted, Binary, ClientConnection, Ping, Pong
 
-from .machine import facts, load_average
+from .machine import facts, load_average, start_server, stop_server
 
 SIZES = {"16 B": 16, "1 KiB": 1024, "64 KiB": 64 * 1024}
 ROOT = Path(__file__).resolve().parent.parent
@@ -362,34 +362,6 @@ def missing_requirement(name: str) -> str | None:
     return None
 
 
-def start(name: str) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.asgi_echo", "--serve", name],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line.strip().isdigit():
-        stop(process)
-        raise RuntimeError(f"the {name} server did not start: {line!r}")
-    return process, int(line)
-
-
-def stop(process: subprocess.Popen[str]) -> None:
-    """End a server started by :func:`start`."""
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
-    if process.stdout is not None:
-        process.stdout.close()
-
-
 def measure(
     servers: list[str], seconds: float, repeat: int, depth: int
 ) -> tuple[dict[str, dict[str, list[float]]], dict[str, str]]:
@@ -401,7 +373,7 @@ def measure(
     try:
         for name in servers:
             try:
-                process, port = start(name)
+                process, port = start_server("benchmarks.asgi_echo", name)
                 processes[name] = process
                 clients[name] = PipelinedClient(port)
                 clients[name].round_trips(b"w" * 1024, 0.2, depth)  # warm up
@@ -426,7 +398,7 @@ def measure(
             client.close()
     finally:
         for process in processes.values():
-            stop(process)
+            stop_server(process)
     return samples, errors
 
 

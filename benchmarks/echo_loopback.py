@@ -20,12 +20,13 @@ import asyncio
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from wsmachine import Accepted, Binary, ClientConnection, Ping, Pong
+
+from .machine import start_server, stop_server
 
 SIZES = {"16 B": 16, "1 KiB": 1024, "64 KiB": 64 * 1024}
 SERVERS = ("wsmachine", "websockets")
@@ -118,34 +119,6 @@ class Client:
         self.sock.close()
 
 
-def start(name: str) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.echo_loopback", "--serve", name],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line.strip().isdigit():
-        process.kill()
-        raise RuntimeError(f"the {name} server did not start: {line!r}")
-    return process, int(line)
-
-
-def stop(process: subprocess.Popen[str]) -> None:
-    """End a server started by :func:`start`."""
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
-    if process.stdout is not None:
-        process.stdout.close()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="length of one timed run")
@@ -161,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     seconds, repeat = (0.2, 1) if args.quick else (args.seconds, args.repeat)
 
-    processes = {name: start(name) for name in SERVERS}
+    processes = {name: start_server("benchmarks.echo_loopback", name) for name in SERVERS}
     try:
         clients = {name: Client(port) for name, (_, port) in processes.items()}
         for client in clients.values():  # warm up both
@@ -178,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             client.close()
     finally:
         for process, _ in processes.values():
-            stop(process)
+            stop_server(process)
 
     print(f"echo round trips per second over loopback ({repeat} x {seconds} s, median)")
     print(f"{'size':>8}  {'wsmachine':>12}  {'websockets':>12}  {'ratio':>6}")

@@ -6,11 +6,12 @@ import datetime
 import os
 import platform
 import subprocess
+import sys
 import zlib
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-__all__ = ["facts", "load_average"]
+__all__ = ["facts", "load_average", "start_server", "stop_server"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,3 +118,32 @@ def facts() -> dict[str, object]:
         "wsmachine_speedups": _wsmachine_speedups(),
         "load_average_start": load_average(),
     }
+
+
+def start_server(module: str, name: str) -> tuple[subprocess.Popen[str], int]:
+    """Run ``python -m <module> --serve <name>`` in a subprocess; it prints its port first."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, "--serve", name],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.strip().isdigit():
+        stop_server(process)
+        raise RuntimeError(f"the {name} server did not start: {line!r}")
+    return process, int(line)
+
+
+def stop_server(process: subprocess.Popen[str]) -> None:
+    """End a server started by :func:`start_server`."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+    if process.stdout is not None:
+        process.stdout.close()

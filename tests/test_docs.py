@@ -210,6 +210,31 @@ def test_server_example_replies_to_a_message_sent_with_the_close(server_url: str
         assert sock.recv(1) == b""  # then the server closes TCP
 
 
+def test_server_example_answers_a_too_big_message_with_1009(server_url: str) -> None:
+    # The server fails on the frame header while most of the 2 MiB are still on their way.
+    # It must linger (end its stream, drain ours): closing with unread bytes resets the
+    # connection, the sendall below fails and the 1009 is lost (a browser reports 1006).
+    conn = ClientConnection(urlsplit(server_url).netloc, "/")
+    with socket.socket() as sock:
+        # A small send buffer keeps most of the message out of the kernel when the server
+        # fails, as on a real network.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        sock.settimeout(TIMEOUT)
+        sock.connect(_address(server_url))
+        sock.sendall(conn.data_to_send())
+        events: list[Event] = []
+        while not any(isinstance(e, Accepted) for e in events):
+            events += _receive(sock, conn)
+        conn.send_binary(b"x" * (2 << 20))
+        sock.sendall(conn.data_to_send())
+        events = []
+        while not any(isinstance(e, Close) for e in events):
+            events += _receive(sock, conn)
+        closes = [e for e in events if isinstance(e, Close)]
+        assert closes[0].code == 1009, closes
+        assert sock.recv(1) == b""  # then the server ends its stream
+
+
 def test_server_example_answers_plain_http(server_url: str) -> None:
     with socket.create_connection(_address(server_url), timeout=TIMEOUT) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")

@@ -12,6 +12,7 @@ from wsmachine import Binary, Handshake, HTTPRequest, ServerConnection, Text
 
 HANDSHAKE_TIMEOUT = 10.0  # seconds for the client to finish its upgrade request
 CLOSE_TIMEOUT = 5.0  # seconds for the peer to finish the closing handshake
+LINGER_TIMEOUT = 2.0  # seconds to drain the peer's bytes after our end of the stream
 
 
 class WebSocketProtocol(asyncio.Protocol):
@@ -20,13 +21,19 @@ class WebSocketProtocol(asyncio.Protocol):
         self.conn = ServerConnection()
         self.timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, transport.abort)
         self.closing = False
+        self.lingering = False
+        self.peer_ended = False
 
     # -- input: bytes and EOF go in, events come out ---------------------------------------
     def data_received(self, data):
-        self.handle(self.conn.receive_data(data))
+        if not self.lingering:  # lingering: the connection is over, drop what still comes
+            self.handle(self.conn.receive_data(data))
 
     def eof_received(self):
-        self.handle(self.conn.receive_eof())
+        self.peer_ended = True
+        if not self.lingering:
+            self.handle(self.conn.receive_eof())
+        # Returning None: asyncio closes the transport.
 
     def connection_lost(self, exc):
         self.timer.cancel()
@@ -52,11 +59,26 @@ class WebSocketProtocol(asyncio.Protocol):
         if data:
             self.transport.write(data)
         if self.conn.should_close():
-            self.transport.close()  # asyncio writes what is buffered, then closes
+            self.linger()
         elif self.conn.close_expected() and not self.closing:
             self.closing = True  # the peer has CLOSE_TIMEOUT to answer our Close
             self.timer.cancel()
             self.timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.transport.abort)
+
+    def linger(self):
+        """End our stream, then drain the peer's until its EOF or LINGER_TIMEOUT.
+
+        Closing a socket that still holds unread bytes (the rest of a message too big, a
+        frame after the Close) resets the connection, and the peer may lose our Close with it.
+        """
+        if self.peer_ended or not self.transport.can_write_eof():
+            self.transport.close()  # asyncio writes what is buffered, then closes
+        elif not self.lingering:
+            self.lingering = True
+            self.transport.write_eof()  # after the buffered bytes, like close()
+            self.transport.resume_reading()  # drain even if backpressure paused reading
+            self.timer.cancel()
+            self.timer = asyncio.get_running_loop().call_later(LINGER_TIMEOUT, self.transport.close)
 
     # -- backpressure: stop reading while the peer does not read ----------------------------
     def pause_writing(self):

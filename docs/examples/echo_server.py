@@ -7,6 +7,7 @@ connect with ``python docs/examples/echo_client.py ws://127.0.0.1:PORT/``.
 import socket
 import sys
 import threading
+import time
 from contextlib import suppress
 
 from wsmachine import Binary, Handshake, HTTPRequest, ServerConnection, Text
@@ -35,6 +36,13 @@ def handle(sock):
                 # Ping: the Pong is already queued. Close: the echo is owed, and goes out
                 # with data_to_send() below, after the replies to the messages before it.
             sock.sendall(conn.data_to_send())
+        # Linger, as the adapters do: closing a socket that still holds unread bytes resets
+        # the connection, and the peer may lose our Close. End our stream, drain the peer's.
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(2)
+        give_up = time.monotonic() + 2
+        while sock.recv(65536) and time.monotonic() < give_up:
+            pass
 
 
 def main(port=8765):

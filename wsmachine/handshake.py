@@ -427,11 +427,7 @@ def _check_request(request: h11.Request) -> Handshake | HTTPRequest:
             "(RFC 6455 §4.1, §4.2.1)",
             status_hint=405,
         )
-    if request.http_version != b"1.1":
-        raise RemoteProtocolError(
-            f"upgrade request uses HTTP/{request.http_version.decode('latin-1')}: expected "
-            "HTTP/1.1 (RFC 6455 §4.2.1)"
-        )
+    _check_request_version(request.http_version)
     if not _has_token(headers, b"connection", "Connection", "upgrade"):
         raise RemoteProtocolError(
             "Connection header lacks the token 'upgrade' (RFC 6455 §4.2.1 item 4)"
@@ -473,6 +469,28 @@ def _check_request(request: h11.Request) -> Handshake | HTTPRequest:
         extensions=tuple(parse_extension_list(_values(headers, b"sec-websocket-extensions"))),
         headers=headers,
     )
+
+
+def _check_request_version(version: bytes) -> None:
+    """Refuse an upgrade request that is not HTTP/1.1 or a later HTTP/1 version.
+
+    RFC 6455 §4.2.1 asks for "HTTP/1.1 or higher": a later minor version is HTTP/1 too and is
+    answered in HTTP/1.1 (RFC 9110 §6.2). HTTP/1.0 has no upgrade (its 400 says so); another
+    major version does not use this request syntax, so it is not supported (505, RFC 9112 §2.3).
+    """
+    major, _, minor = version.partition(b".")  # h11 reads DIGIT "." DIGIT
+    shown = version.decode("latin-1")
+    if major != b"1":
+        raise RemoteProtocolError(
+            f"upgrade request uses HTTP/{shown}: expected HTTP/1.1 or a later HTTP/1 version "
+            "(RFC 6455 §4.2.1; RFC 9112 §2.3)",
+            status_hint=505,
+        )
+    if minor == b"0":
+        raise RemoteProtocolError(
+            f"upgrade request uses HTTP/{shown}: expected HTTP/1.1 or later; HTTP/1.0 has no "
+            "protocol upgrade (RFC 6455 §4.2.1; RFC 9110 §7.8)"
+        )
 
 
 def _origin_refused(origin: str | None) -> RemoteProtocolError:

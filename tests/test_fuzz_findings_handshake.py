@@ -1,0 +1,81 @@
+"""The opening-handshake findings of the independent fuzz (issue 17), one class per finding.
+
+Each test feeds the bytes the fuzz found (or their neighbours) and checks the machine's answer
+on the wire, so a regression shows as the same input getting a 101 again.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from wsmachine import (
+    Handshake,
+    Rejected,
+    RemoteProtocolError,
+    ServerConnection,
+    State,
+)
+
+#: The fuzz's upgrade request, without its final CRLF: ``REQ + b"\r\n"`` is complete.
+REQ = (
+    b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+)
+
+
+def answer(data: bytes) -> list[object]:
+    """Feed a whole request to a fresh server; return its events."""
+    return list(ServerConnection().receive_data(data))
+
+
+def handshake(data: bytes) -> Handshake:
+    (event,) = answer(data)
+    assert isinstance(event, Handshake), event
+    return event
+
+
+def refusal(data: bytes, status: int = 400) -> str:
+    """Feed a request that must be refused with ``status``; return the error's text.
+
+    Fed whole and byte by byte: the refusal and its text must not depend on the split.
+    """
+    texts = []
+    for pieces in ([data], [data[i : i + 1] for i in range(len(data))]):
+        server = ServerConnection()
+        events = [event for piece in pieces for event in server.receive_data(piece)]
+        assert len(events) == 1, events
+        (event,) = events
+        assert isinstance(event, Rejected), event
+        assert event.status_code == status
+        assert isinstance(event.error, RemoteProtocolError)
+        assert server.state is State.REJECTED
+        assert server.data_to_send().startswith(f"HTTP/1.1 {status} ".encode())
+        texts.append(str(event.error))
+    assert texts[0] == texts[1]
+    return texts[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# 4. An upgrade in HTTP/1.2 is "HTTP/1.1 or higher" (RFC 6455 §4.2.1).
+# ------------------------------------------------------------------------------------------------
+
+
+class TestRequestVersion:
+    @pytest.mark.parametrize("version", [b"1.1", b"1.2", b"1.9"])
+    def test_http_1_1_or_a_later_http_1_is_accepted(self, version: bytes) -> None:
+        server = ServerConnection()
+        (event,) = server.receive_data(REQ.replace(b"HTTP/1.1", b"HTTP/" + version) + b"\r\n")
+        assert isinstance(event, Handshake)
+        server.accept(event)
+        # The answer is in the version this server speaks (RFC 9110 §6.2).
+        assert server.data_to_send().startswith(b"HTTP/1.1 101 ")
+        assert server.state is State.OPEN
+
+    def test_http_1_0_is_400(self) -> None:
+        text = refusal(REQ.replace(b"HTTP/1.1", b"HTTP/1.0") + b"\r\n")
+        assert "HTTP/1.0" in text and "§4.2.1" in text
+
+    @pytest.mark.parametrize("version", [b"0.9", b"2.0", b"3.1"])
+    def test_another_major_version_is_505(self, version: bytes) -> None:
+        text = refusal(REQ.replace(b"HTTP/1.1", b"HTTP/" + version) + b"\r\n", 505)
+        assert f"HTTP/{version.decode()}" in text and "§4.2.1" in text

@@ -6,15 +6,20 @@ on the wire, so a regression shows as the same input getting a 101 again.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from wsmachine import (
+    Accepted,
+    ClientConnection,
     Handshake,
     Rejected,
     RemoteProtocolError,
     ServerConnection,
     State,
 )
+from wsmachine.handshake import accept_key
 
 #: The fuzz's upgrade request, without its final CRLF: ``REQ + b"\r\n"`` is complete.
 REQ = (
@@ -32,6 +37,22 @@ def handshake(data: bytes) -> Handshake:
     (event,) = answer(data)
     assert isinstance(event, Handshake), event
     return event
+
+
+def new_client() -> tuple[ClientConnection, str]:
+    """A client whose request was sent; also its key."""
+    client = ClientConnection("example.com", "/chat")
+    found = re.search(rb"Sec-WebSocket-Key: (\S+)\r\n", client.data_to_send())
+    assert found is not None
+    return client, found.group(1).decode()
+
+
+def switch(key: str, version: bytes = b"1.1") -> bytes:
+    """A valid 101 for ``key``, in HTTP/``version``."""
+    return (
+        b"HTTP/" + version + b" 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept_key(key).encode() + b"\r\n\r\n"
+    )
 
 
 def refusal(data: bytes, status: int = 400) -> str:
@@ -79,3 +100,35 @@ class TestRequestVersion:
     def test_another_major_version_is_505(self, version: bytes) -> None:
         text = refusal(REQ.replace(b"HTTP/1.1", b"HTTP/" + version) + b"\r\n", 505)
         assert f"HTTP/{version.decode()}" in text and "§4.2.1" in text
+
+
+# ------------------------------------------------------------------------------------------------
+# 8. A 101 in HTTP/1.0 (which has no 101) or HTTP/3.1 is not a switch (RFC 6455 §4.1).
+# ------------------------------------------------------------------------------------------------
+
+
+class TestSwitchVersion:
+    @pytest.mark.parametrize("version", [b"1.0", b"3.1", b"2.0", b"0.9"])
+    def test_101_in_another_version_fails_the_handshake(self, version: bytes) -> None:
+        client, key = new_client()
+        (event,) = client.receive_data(switch(key, version) + b"\x81\x02hi")
+        assert isinstance(event, Rejected)
+        assert event.status_code == 101
+        assert isinstance(event.error, RemoteProtocolError)
+        text = str(event.error)
+        assert f"HTTP/{version.decode()}" in text and "§4.1" in text
+        assert client.state is State.REJECTED
+        assert client.data_to_send() == b""  # no connection: no Close frame
+
+    @pytest.mark.parametrize("version", [b"1.1", b"1.2"])
+    def test_101_in_http_1_1_or_a_later_http_1_switches(self, version: bytes) -> None:
+        client, key = new_client()
+        (event,) = client.receive_data(switch(key, version))
+        assert isinstance(event, Accepted)
+        assert client.state is State.OPEN
+
+    def test_a_refusal_in_http_1_0_is_a_plain_answer(self) -> None:
+        client, _ = new_client()
+        (event,) = client.receive_data(b"HTTP/1.0 403 Forbidden\r\nContent-Length: 2\r\n\r\nno")
+        assert event == Rejected(status_code=403, headers=((b"content-length", b"2"),), body=b"no")
+        assert isinstance(event, Rejected) and event.error is None

@@ -689,6 +689,14 @@ class ClientHandshake:
     def _check_101(self, response: h11.InformationalResponse) -> Accepted:
         headers: Headers = tuple((k, v) for k, v in response.headers)
         self.headers = headers
+        version = response.http_version
+        # We asked in HTTP/1.1: the answer is HTTP/1.1 or a later HTTP/1 (RFC 9110 §6.2), and
+        # HTTP/1.0 has no 101 at all (RFC 9110 §15.2).
+        if version.partition(b".")[0] != b"1" or version == b"1.0":
+            raise RemoteProtocolError(
+                f"101 response is in HTTP/{version.decode('latin-1')}: expected HTTP/1.1, the "
+                "version of the upgrade request (RFC 6455 §4.1; RFC 9110 §6.2, §15.2)"
+            )
         if not _has_token(headers, b"upgrade", "Upgrade", "websocket"):
             raise RemoteProtocolError("101 response lacks 'Upgrade: websocket' (RFC 6455 §4.1)")
         if not _has_token(headers, b"connection", "Connection", "upgrade"):

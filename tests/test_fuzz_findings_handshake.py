@@ -132,3 +132,77 @@ class TestSwitchVersion:
         (event,) = client.receive_data(b"HTTP/1.0 403 Forbidden\r\nContent-Length: 2\r\n\r\nno")
         assert event == Rejected(status_code=403, headers=((b"content-length", b"2"),), body=b"no")
         assert isinstance(event, Rejected) and event.error is None
+
+
+# ------------------------------------------------------------------------------------------------
+# 7. A broken refusal body is described in our words, whatever the read boundaries.
+# ------------------------------------------------------------------------------------------------
+
+
+def client_outcome(pieces: list[bytes], eof: bool = False) -> Rejected:
+    client, _ = new_client()
+    events = [event for piece in pieces for event in client.receive_data(piece)]
+    if eof:
+        events += client.receive_eof()
+    (event,) = events
+    assert isinstance(event, Rejected)
+    assert client.state is State.REJECTED
+    return event
+
+
+def every_split(data: bytes) -> list[list[bytes]]:
+    """The data whole, byte by byte, and cut once at every offset."""
+    cuts = [[data], [data[i : i + 1] for i in range(len(data))]]
+    return cuts + [[data[:i], data[i:]] for i in range(1, len(data))]
+
+
+class TestRefusalBodyErrors:
+    CHUNKED = b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b"1\r\nxAB\r\n",  # the fuzz's: a chunk footer that is not CRLF
+            b"zz\r\n",  # a chunk size that is not hex
+            b"0\r\nbad trailer\r\n\r\n",  # a trailer that is not a field line
+        ],
+    )
+    def test_malformed_chunked_body_has_one_text_however_split(self, body: bytes) -> None:
+        data = self.CHUNKED + body
+        texts = set()
+        for pieces in every_split(data):
+            event = client_outcome(pieces)
+            assert event.status_code == 403
+            assert (b"transfer-encoding", b"chunked") in event.headers
+            assert isinstance(event.error, RemoteProtocolError)
+            texts.add(str(event.error))
+        assert texts == {"the chunked body of the HTTP 403 response is malformed (RFC 9112 §7.1)"}
+
+    @pytest.mark.parametrize(
+        "data",
+        [
+            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 5\r\n\r\nab",
+            CHUNKED + b"5\r\nab",
+        ],
+    )
+    def test_body_cut_short_by_the_end_of_the_stream(self, data: bytes) -> None:
+        texts = set()
+        for pieces in every_split(data):
+            event = client_outcome(pieces, eof=True)
+            assert event.status_code == 403
+            texts.add(str(event.error))
+        assert texts == {
+            "the stream ended inside the body of the HTTP 403 response (RFC 9112 §6.3)"
+        }
+
+    @pytest.mark.parametrize("role", ["client", "server"])
+    def test_a_refused_head_shows_bytes_not_a_bytearray(self, role: str) -> None:
+        if role == "client":
+            event = client_outcome([b"HTTP/1.1 403 Forbidden\r\nbad header\r\n\r\n"])
+        else:
+            (event,) = answer(b"GET / HTTP/1.1\r\nHost: a\r\nbad header\r\n\r\n")
+            assert isinstance(event, Rejected)
+            assert b"bytearray" not in event.body
+        text = str(event.error)
+        assert "bytearray" not in text
+        assert "b'bad header'" in text

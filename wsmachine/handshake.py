@@ -144,6 +144,15 @@ def _check_head_start(data: bytes, pos: int, what: str) -> None:
         )
 
 
+# h11 shows the bytes it refused as a bytearray's repr; a bytes repr says the same, shorter.
+_BYTEARRAY_REPR = re.compile(r"""bytearray\((b'(?:[^'\\]|\\.)*'|b"(?:[^"\\]|\\.)*")\)""")
+
+
+def _h11_reason(exc: h11.RemoteProtocolError) -> str:
+    """h11's reason for refusing a head (read whole, so it does not depend on the split)."""
+    return _BYTEARRAY_REPR.sub(r"\1", str(exc))
+
+
 def _head_too_large(what: str, limit: int) -> RemoteProtocolError:
     """The same error whether h11 saw the head incomplete or whole (any split of the bytes)."""
     return RemoteProtocolError(
@@ -309,7 +318,7 @@ class ServerHandshake:
             if exc.error_status_hint == 431:
                 raise _head_too_large("request", self._max_size) from None
             raise RemoteProtocolError(
-                f"malformed HTTP request: {exc} (RFC 9112; RFC 6455 §4.2.1)",
+                f"malformed HTTP request: {_h11_reason(exc)} (RFC 9112; RFC 6455 §4.2.1)",
                 status_hint=exc.error_status_hint,
             ) from None
         self.trailing = conn.trailing_data[0]
@@ -661,6 +670,7 @@ class ClientHandshake:
                 if isinstance(event, h11.Response):
                     self._response = event
                     self.status_code = event.status_code
+                    self.headers = tuple((k, v) for k, v in event.headers)
                 elif isinstance(event, h11.Data):
                     room = self._max_body - len(self._body)
                     self._body += event.data[:room]
@@ -669,9 +679,25 @@ class ClientHandshake:
                 elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
                     return self._rejected()
         except h11.RemoteProtocolError as exc:
+            if self._response is not None:
+                raise self._bad_body(ended=not data) from None
             if exc.error_status_hint == 431:
                 raise _head_too_large("response", self._max_size) from None
-            raise RemoteProtocolError(f"malformed HTTP response: {exc} (RFC 9112)") from None
+            raise RemoteProtocolError(
+                f"malformed HTTP response: {_h11_reason(exc)} (RFC 9112)"
+            ) from None
+
+    def _bad_body(self, *, ended: bool) -> RemoteProtocolError:
+        """Our own words for a broken refusal body: h11's show the bytes it had buffered,
+        which depend on how the input was split."""
+        status = self.status_code
+        if ended:
+            return RemoteProtocolError(
+                f"the stream ended inside the body of the HTTP {status} response (RFC 9112 §6.3)"
+            )
+        return RemoteProtocolError(
+            f"the chunked body of the HTTP {status} response is malformed (RFC 9112 §7.1)"
+        )
 
     def receive_eof(self) -> Accepted | Rejected | None:
         """The stream ended: a response whose body runs to the end is now complete."""

@@ -1,14 +1,28 @@
 """The demo chat server: ``python -m wsmachine serve``.
 
 It runs the :mod:`selector <wsmachine.adapters.selector>` server, serves the chat page of
-:mod:`wsmachine.demo.page` at ``/`` and accepts WebSocket upgrades on the same port. Every
-message goes to every connected client, the sender included, or with ``echo=True`` back to
-its sender only. It accepts permessage-deflate. It logs one line per connect, disconnect and
-error.
+:mod:`wsmachine.demo.page` at ``/`` and accepts WebSocket upgrades at ``/ws`` on the same
+port. Every message goes to every connected client, the sender included, or with
+``echo=True`` back to its sender only. It accepts permessage-deflate. It logs one line per
+connect, disconnect, refused upgrade and error.
+
+Two kinds of client share the room:
+
+- The page connects to ``/ws?format=json`` and speaks a small JSON protocol. The server
+  greets each such tab, and only that tab, with
+  ``{"type": "welcome", "id": 3, "name": "guest-3", "online": 2}``; the tab sends
+  ``{"type": "message", "name": "alice", "text": "hi"}`` and every JSON client receives
+  ``{"type": "message", "id": 3, "from": "alice", "text": "hi"}`` (``id`` tells a tab its
+  own messages).
+- Any other client (``python -m wsmachine client``, scripts) sends and receives plain text:
+  its lines reach the page under the name the server generated for it (``guest-N``).
+
+Binary messages are passed on as they are, to both kinds.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import time
@@ -16,12 +30,26 @@ from typing import Any, TextIO
 
 from ..adapters import ConnectionClosed, HTTPResponse, not_found
 from ..adapters.selector import Handler, Peer, Server
-from ..events import HTTPRequest
+from ..close_codes import CloseInfo
+from ..errors import ProtocolError
+from ..events import Handshake, HTTPRequest
 from ..extensions import PerMessageDeflate
 from ..origin import OriginPolicy
-from .page import PAGE
+from .page import ICON, PAGE
 
-__all__ = ["PAGE", "ChatHandler", "serve"]
+__all__ = ["ENDPOINT", "ICON", "PAGE", "ChatHandler", "chat_server", "serve"]
+
+#: The one path that accepts WebSocket upgrades.
+ENDPOINT = "/ws"
+#: The query by which the page asks for the JSON protocol.
+JSON_QUERY = "format=json"
+#: Longest name a client may choose (longer ones are cut).
+MAX_NAME = 32
+
+_PLAIN = "text/plain; charset=utf-8"
+# Upgrade names the protocol to switch to (RFC 9110 §7.8, §15.5.22); a sender of Upgrade lists
+# it in Connection, and the connection ends after the answer.
+_ADVERTISE = [("upgrade", "websocket"), ("connection", "Upgrade, close")]
 
 
 def _peer_name(address: Any) -> str:
@@ -31,56 +59,202 @@ def _peer_name(address: Any) -> str:
     return str(address)
 
 
+def _text(status: int, message: str, headers: list[tuple[str, str]] | None = None) -> HTTPResponse:
+    return HTTPResponse(status, [("content-type", _PLAIN), *(headers or [])], message.encode())
+
+
+def _clean_name(value: object) -> str:
+    """A name fit to show: printable, single spaces, at most MAX_NAME characters ("" if none)."""
+    if not isinstance(value, str):
+        return ""
+    return " ".join("".join(c for c in value if c.isprintable()).split())[:MAX_NAME]
+
+
+def _looks_like_handshake(request: HTTPRequest) -> bool:
+    """Whether a request the machine took for plain HTTP (it lacks ``Upgrade: websocket``)
+    still carries WebSocket handshake headers."""
+    return any(name.lower().startswith(b"sec-websocket-") for name, _ in request.headers)
+
+
 class ChatHandler(Handler):
-    """Serves the page, and broadcasts (or echoes) every message.
+    """Serves the page, greets each tab, and broadcasts (or echoes) every message.
 
     :param echo: send each message back to its sender only.
-    :param out: where the log lines go.
+    :param out: where the log lines go (standard output by default).
     """
 
     def __init__(self, *, echo: bool = False, out: TextIO | None = None) -> None:
         self.echo = echo
         self.out = out
         self.server: Server | None = None
+        #: The open WebSocket connections (the room); sockets that never upgraded are not in it.
+        self.members: set[Peer] = set()
+        self._last_id = 0
 
     def log(self, text: str) -> None:
         """Write one log line, time-stamped."""
         out = self.out if self.out is not None else sys.stdout
         print(f"{time.strftime('%H:%M:%S')} {text}", file=out, flush=True)
 
+    # -- HTTP -----------------------------------------------------------------------------
+
     def on_http(self, request: HTTPRequest) -> HTTPResponse:
-        """Serve the page at ``/``; 404 elsewhere."""
-        if request.method in ("GET", "HEAD") and request.path.split("?")[0] in ("/", "/index.html"):
-            return HTTPResponse(
-                200,
-                [("content-type", "text/html; charset=utf-8"), ("cache-control", "no-store")],
-                PAGE.encode("utf-8"),
+        """Serve the page at ``/`` and its icon; refuse what is meant for ``/ws`` but is no
+        valid upgrade (400, or 426 for a plain request); 404 elsewhere."""
+        path = request.path.split("?")[0]
+        if _looks_like_handshake(request):
+            # RFC 6455 §4.2.1: a handshake that does not match is answered 400, not served.
+            self.log(
+                f"refused    {request.method} {path}: 400, a WebSocket handshake without "
+                "'Upgrade: websocket'"
             )
+            return _text(
+                400,
+                "Bad WebSocket handshake: it lacks 'Upgrade: websocket' (RFC 6455 §4.2.1).\n",
+                _ADVERTISE,
+            )
+        if path == ENDPOINT:
+            return _text(
+                426,
+                f"{ENDPOINT} is a WebSocket endpoint: connect with a WebSocket client "
+                "(or open / in a browser).\n",
+                _ADVERTISE,
+            )
+        if request.method in ("GET", "HEAD"):
+            if path in ("/", "/index.html"):
+                return HTTPResponse(
+                    200,
+                    [("content-type", "text/html; charset=utf-8"), ("cache-control", "no-store")],
+                    PAGE.encode("utf-8"),
+                )
+            if path == "/favicon.ico":  # the page links its icon inline; others ask here
+                return HTTPResponse(
+                    200,
+                    [("content-type", "image/svg+xml"), ("cache-control", "max-age=86400")],
+                    ICON.encode("utf-8"),
+                )
         return not_found(request)
 
+    def on_handshake(self, peer: Peer, handshake: Handshake) -> HTTPResponse | None:
+        """Accept upgrades at ``/ws`` only (404 elsewhere)."""
+        path, _, query = handshake.path.partition("?")
+        if path != ENDPOINT:
+            self.log(
+                f"refused    {_peer_name(peer.address)} path={path}: 404, upgrades go to {ENDPOINT}"
+            )
+            return _text(404, f"Not found: {path} (the WebSocket endpoint is {ENDPOINT})\n")
+        peer.data["json"] = JSON_QUERY in query.split("&")
+        return None
+
+    # -- WebSocket ------------------------------------------------------------------------
+
     def on_open(self, peer: Peer) -> None:
-        """Log the new client."""
-        handshake = peer.handshake
-        path = handshake.path if handshake is not None else "?"
-        count = len(self.server.peers) if self.server is not None else 0
-        self.log(f"connect    {_peer_name(peer.address)} path={path} ({count} connected)")
+        """Name the new client, greet it if it speaks JSON, and log it."""
+        self._last_id += 1
+        peer.data["id"] = self._last_id
+        peer.data["name"] = f"guest-{self._last_id}"
+        self.members.add(peer)
+        path = peer.handshake.path.split("?")[0] if peer.handshake is not None else "?"
+        self.log(
+            f"connect    {_peer_name(peer.address)} path={path} name={peer.data['name']} "
+            f"({len(self.members)} connected)"
+        )
+        if peer.data.get("json"):
+            welcome = {
+                "type": "welcome",
+                "id": peer.data["id"],
+                "name": peer.data["name"],
+                "online": len(self.members),
+            }
+            peer.send(json.dumps(welcome))  # to this tab only: a new tab disturbs nobody
 
     def on_message(self, peer: Peer, message: str | bytes) -> None:
-        """Broadcast the message, or echo it."""
-        if self.echo or self.server is None:
-            peer.send(message)
-        else:
-            self.server.broadcast(message)
+        """Broadcast the message (or echo it): JSON to the page, plain text to the others."""
+        targets = [peer] if self.echo else [p for p in self.members if p.open]
+        if isinstance(message, bytes):
+            for target in targets:
+                target.send(message)
+            return
+        text = message
+        if peer.data.get("json"):
+            try:
+                parsed = json.loads(message)
+            except ValueError:
+                parsed = None
+            # Anything but a chat message (a hand-typed line in the console) is its own text.
+            if isinstance(parsed, dict) and parsed.get("type") == "message":
+                if not isinstance(parsed.get("text"), str):
+                    return
+                text = parsed["text"]
+                peer.data["name"] = _clean_name(parsed.get("name")) or peer.data["name"]
+        framed = json.dumps(
+            {"type": "message", "id": peer.data["id"], "from": peer.data["name"], "text": text}
+        )
+        for target in targets:
+            target.send(framed if target.data.get("json") else text)
 
     def on_close(self, peer: Peer, closed: ConnectionClosed) -> None:
-        """Log how the client left."""
-        reason = f" reason={closed.reason!r}" if closed.reason else ""
+        """Log how the client left: the Close that started the closing handshake, who sent
+        it, and the answer."""
+        self.members.discard(peer)
+        first = peer.conn.closed_first
+        started, answer = (
+            (closed.local, closed.remote) if first == "local" else (closed.remote, closed.local)
+        )
+        if started is None:
+            text = "code=1006 (no Close frame)"
+        else:
+            by = "server" if first == "local" else "client"
+            text = f"code={started.code}{self._reason(started)} by={by}"
+            if answer is None:
+                text += ", no answer"
+            elif answer.code != started.code:  # an echo often drops the reason
+                text += f", answered {answer.code}{self._reason(answer)}"
         error = f" error={closed.error}" if closed.error is not None else ""
-        self.log(f"disconnect {_peer_name(peer.address)} code={closed.code}{reason}{error}")
+        self.log(
+            f"disconnect {_peer_name(peer.address)} {text}{error} ({len(self.members)} connected)"
+        )
+
+    @staticmethod
+    def _reason(info: CloseInfo) -> str:
+        return f" reason={info.reason!r}" if info.reason else ""
 
     def on_error(self, peer: Peer, error: BaseException) -> None:
-        """Log the error."""
+        """Log a refused upgrade (403 for a foreign origin, 400, 426, ...) or an error; the
+        error that ends an open connection is logged with its disconnect line."""
+        if peer.session.opened and error is peer.session.error:
+            return
+        status = getattr(error, "status_hint", None)
+        if not peer.session.opened and isinstance(error, ProtocolError) and status:
+            self.log(f"refused    {_peer_name(peer.address)} {status}: {error}")
+            return
         self.log(f"error      {_peer_name(peer.address)} {type(error).__name__}: {error}")
+
+
+def chat_server(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    echo: bool = False,
+    deflate: bool = True,
+    out: TextIO | None = None,
+    **settings: Any,
+) -> tuple[Server, ChatHandler]:
+    """Make the demo's server and its handler (not yet running): what :func:`serve` runs,
+    for tests and embedding. ``settings`` are laid over the demo's (e.g. ``max_message_size``).
+
+    :raises OSError: the address cannot be listened on.
+    """
+    handler = ChatHandler(echo=echo, out=out)
+    options: dict[str, Any] = {
+        "extensions": [PerMessageDeflate()] if deflate else [],
+        # Browsers on a page of this host, and clients that send no Origin (RFC 6455 §10.2).
+        "origin_policy": OriginPolicy(allow_missing=True, allow_same_host=True),
+        "ping_interval": 30.0,
+    }
+    server = Server(handler, host, port, **{**options, **settings})
+    handler.server = server
+    return server, handler
 
 
 def serve(
@@ -90,27 +264,16 @@ def serve(
 
     :param deflate: accept permessage-deflate (RFC 7692) when a client offers it.
     """
-    handler = ChatHandler(echo=echo)
-    extensions = [PerMessageDeflate()] if deflate else []
     try:
-        server = Server(
-            handler,
-            host,
-            port,
-            extensions=extensions,
-            # Browsers on a page of this host, and clients that send no Origin (RFC 6455 §10.2).
-            origin_policy=OriginPolicy(allow_missing=True, allow_same_host=True),
-            ping_interval=30.0,
-        )
+        server, handler = chat_server(host, port, echo=echo, deflate=deflate)
     except OSError as exc:
         print(f"cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1
-    handler.server = server
     shown = f"[{host}]" if ":" in host else host
     mode = "echo to the sender" if echo else "broadcast to everyone"
     mode += ", permessage-deflate" if deflate else ""
     handler.log(f"serving http://{shown}:{server.port}/ ({mode}); open it in a browser")
-    handler.log(f"WebSocket endpoint ws://{shown}:{server.port}/ws; Ctrl-C stops")
+    handler.log(f"WebSocket endpoint ws://{shown}:{server.port}{ENDPOINT}; Ctrl-C stops")
 
     def stop(signum: int, frame: object) -> None:
         handler.log(f"{signal.Signals(signum).name}: closing every connection with 1001")

@@ -114,6 +114,18 @@ def test_parse_frames_matches_on_edge_headers(header: bytes, expect_masked: bool
     )
 
 
+@pytest.mark.parametrize(
+    "max_size", [(1 << 63) - 1, 1 << 63, 1 << 64, 1 << 100, -1, -(1 << 64), -(1 << 100)]
+)
+def test_parse_frames_matches_for_any_int_limit(max_size: int) -> None:
+    # Issue 17: 2**64 raised OverflowError in C only; now the twins agree on every int. A
+    # limit past 64 bits limits nothing, a negative one refuses every data frame.
+    buffer = bytearray(b"\x82\x7e\x01\x00" + b"x" * 256 + b"\x89\x01p" + b"\x82\x00")
+    compiled = speedups.parse_frames(buffer, False, max_size, 0x70)
+    assert compiled == _py_parse_frames(buffer, False, max_size, 0x70)
+    assert compiled[1:] == ((len(buffer), None) if max_size > 0 else (0, (9, 256)))
+
+
 @pytest.fixture
 def pure_python(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Run the machine as if the extension had not been built."""

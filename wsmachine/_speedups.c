@@ -125,8 +125,8 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     Py_buffer view;
     PyObject *frames = NULL, *result = NULL, *fault = NULL;
-    int expect_masked, rsv_forbidden;
-    unsigned long long max_size;
+    int expect_masked, rsv_forbidden, overflow;
+    long long max_size;
     Py_ssize_t pos = 0, n;
     const unsigned char *buf;
 
@@ -138,8 +138,13 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (expect_masked < 0) {
         return NULL;
     }
-    max_size = PyLong_AsUnsignedLongLong(args[2]);
-    if (max_size == (unsigned long long)-1 && PyErr_Occurred()) {
+    /* Any int, as in the Python twin: one too large for 64 bits limits nothing (no frame
+     * declares more than 2**63 - 1, RFC 6455 §5.2), one below -2**63 refuses every data frame. */
+    max_size = PyLong_AsLongLongAndOverflow(args[2], &overflow);
+    if (overflow) {
+        max_size = overflow > 0 ? LLONG_MAX : -1;
+    }
+    else if (max_size == -1 && PyErr_Occurred()) {
         return NULL;
     }
     rsv_forbidden = (int)PyLong_AsLong(args[3]);
@@ -214,7 +219,7 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                     kind = FAULT_CONTROL_FRAGMENTED;
                 }
             }
-            else if (length > max_size) {
+            else if ((long long)length > max_size) { /* length < 2**63: top bit checked */
                 kind = FAULT_TOO_BIG;
                 value = length;
             }

@@ -87,12 +87,45 @@ def default_max_fragments(max_message_size: int) -> int:
     return max(MIN_DEFAULT_MAX_FRAGMENTS, max_message_size // BYTES_PER_DEFAULT_FRAGMENT)
 
 
-def _check_handshake_limits(size: int, line: int, headers: int) -> None:
-    if size < 1 or line < 1 or headers < 0:
-        raise ValueError(
-            "max_handshake_size and max_handshake_line must be positive, "
-            "max_handshake_headers not negative"
-        )
+#: The largest value any size setting may take: 2**63 - 1, the longest payload a frame
+#: header can declare (RFC 6455 §5.2). A larger limit could never be reached; refusing it keeps
+#: every size the parser and zlib see within 64 bits.
+MAX_LIMIT = (1 << 63) - 1
+
+#: Each size setting of the machines, and its smallest allowed value.
+LIMIT_MINIMUMS: dict[str, int] = {
+    "max_message_size": 1,
+    "max_frame_size": 1,
+    "max_fragments": 1,
+    "max_handshake_size": 1,
+    "max_handshake_line": 1,
+    "max_handshake_headers": 0,
+    "max_rejection_body": 0,
+}
+# The settings whose None means "derive it from max_message_size".
+_DERIVED_LIMITS = frozenset({"max_frame_size", "max_fragments"})
+
+
+def check_limits(**limits: object) -> None:
+    """Check size settings (names of ``LIMIT_MINIMUMS``): each an ``int`` from its minimum
+    to ``MAX_LIMIT``, or ``None`` for those derived from ``max_message_size``.
+
+    :raises TypeError: a setting is not an ``int``.
+    :raises InvalidArgumentError: a setting is out of range.
+    """
+    for name, value in limits.items():
+        if value is None and name in _DERIVED_LIMITS:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        if value < LIMIT_MINIMUMS[name]:
+            kind = "positive" if LIMIT_MINIMUMS[name] else "non-negative"
+            raise InvalidArgumentError(f"{name} must be {kind}, not {value}")
+        if value > MAX_LIMIT:
+            raise InvalidArgumentError(
+                f"{name} must be at most 2**63 - 1, not {value}: no frame can declare a "
+                "longer payload (RFC 6455 §5.2), so no larger limit can ever be reached"
+            )
 
 
 class Connection(abc.ABC):
@@ -146,10 +179,11 @@ class Connection(abc.ABC):
         max_fragments: int | None = None,
         close_reasons: bool = True,
     ) -> None:
-        if max_message_size < 1 or (max_frame_size is not None and max_frame_size < 1):
-            raise ValueError("max_message_size and max_frame_size must be positive")
-        if max_fragments is not None and max_fragments < 1:
-            raise ValueError("max_fragments must be positive")
+        check_limits(
+            max_message_size=max_message_size,
+            max_frame_size=max_frame_size,
+            max_fragments=max_fragments,
+        )
         self._client = client
         self._state = _CONNECTING
         self._out: list[bytes] = []
@@ -701,6 +735,10 @@ class ServerConnection(Connection):
         :class:`~wsmachine.Close` event's ``error``.
 
     :doc:`/reference/limits` gives each default and its memory cost.
+
+    :raises InvalidArgumentError: a size setting is out of range: below its minimum, or above
+        2**63 - 1, the longest payload a frame can declare (RFC 6455 §5.2).
+    :raises TypeError: a size setting is not an ``int``.
     """
 
     __slots__ = (
@@ -737,7 +775,11 @@ class ServerConnection(Connection):
             max_fragments=max_fragments,
             close_reasons=close_reasons,
         )
-        _check_handshake_limits(max_handshake_size, max_handshake_line, max_handshake_headers)
+        check_limits(
+            max_handshake_size=max_handshake_size,
+            max_handshake_line=max_handshake_line,
+            max_handshake_headers=max_handshake_headers,
+        )
         self._subprotocols = tuple(subprotocols)
         self._extensions = tuple(extensions)
         self._max_handshake_size = max_handshake_size
@@ -879,7 +921,8 @@ class ServerConnection(Connection):
             status above 599 (RFC 9110 §15).
         :raises LocalProtocolError: no request is waiting.
         :raises InvalidArgumentError: ``event`` is not the waiting request, the status is not
-            200-599, a header is invalid, or the body does not fit the framing (a given
+            200-599, it is a 2xx to a ``CONNECT`` (which would open a tunnel, RFC 9110
+            §9.3.6), a header is invalid, or the body does not fit the framing (a given
             ``Content-Length``, or a 204 or 304, which have none). Nothing changed: a valid
             answer may still be sent.
         """
@@ -939,9 +982,12 @@ class ClientConnection(Connection):
             max_fragments=max_fragments,
             close_reasons=close_reasons,
         )
-        _check_handshake_limits(max_handshake_size, max_handshake_line, max_handshake_headers)
-        if max_rejection_body < 0:
-            raise ValueError("max_rejection_body must not be negative")
+        check_limits(
+            max_handshake_size=max_handshake_size,
+            max_handshake_line=max_handshake_line,
+            max_handshake_headers=max_handshake_headers,
+            max_rejection_body=max_rejection_body,
+        )
         self._handshake: ClientHandshake | None = ClientHandshake(
             max_handshake_size,
             max_rejection_body,

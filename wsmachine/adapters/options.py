@@ -21,9 +21,11 @@ from ..connection import (
     DEFAULT_MAX_HANDSHAKE_SIZE,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_REJECTION_BODY,
+    LIMIT_MINIMUMS,
     ClientConnection,
     Connection,
     ServerConnection,
+    check_limits,
 )
 from ..extensions.base import Extension
 from ..handshake import HeaderInput
@@ -136,6 +138,10 @@ class Options:
     write_limit: int = DEFAULT_WRITE_LIMIT
 
     def __post_init__(self) -> None:
+        # The machine's size limits too, so that a bad one fails here, not at each connection.
+        check_limits(
+            **{name: getattr(self, name) for name in LIMIT_MINIMUMS if hasattr(self, name)}
+        )
         for name in ("open_timeout", "close_timeout", "ping_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number of seconds")

@@ -7,6 +7,7 @@ would inflate to gigabytes fails with 1009 at once (RFC 6455 §10.4).
 
 from __future__ import annotations
 
+import sys
 import zlib
 from collections.abc import Sequence
 
@@ -25,6 +26,8 @@ _CONT = 0x0
 _AFTER_FINAL = (b"", b"\x00")
 # Window bits as the grammar allows them: decimal, no leading zeroes (RFC 7692 §7.1.2).
 _BITS = {str(bits): bits for bits in range(8, 16)}
+# zlib takes an output bound of at most sys.maxsize; a budget that large cannot fill up anyway.
+_MAX_OUTPUT = sys.maxsize
 _PARAMS = frozenset(
     {
         "server_no_context_takeover",
@@ -334,7 +337,7 @@ class PerMessageDeflateCodec(ExtensionCodec):
             inflater = self._decompressor = self._new_decompressor()
         data = payload + _TAIL if fin else payload
         try:
-            out = inflater.decompress(data, max_size + 1)
+            out = inflater.decompress(data, max_size + 1 if max_size < _MAX_OUTPUT else _MAX_OUTPUT)
         except zlib.error as exc:
             raise RemoteProtocolError(
                 f"compressed message is not valid DEFLATE data: {exc} (RFC 7692 §7.2.2)",

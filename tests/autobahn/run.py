@@ -5,15 +5,17 @@
 
 For each adapter (:mod:`tests.autobahn.adapters`):
 
-* server role: an echo server written with the adapter's server API, on 127.0.0.1 and a port
-  the OS picks, and kosoku's fuzzing client against it;
-* client role: kosoku's fuzzing server, and a case client that opens every case with the
-  adapter's client API and echoes until the server closes (:class:`.common.CaseClient`).
+* server role: an echo server written with the adapter's server API, in a process of its own
+  (:mod:`.processes`), on 127.0.0.1 and a port the OS picks, and kosoku's fuzzing client against
+  it;
+* client role: kosoku's fuzzing server, and a case client, in a process of its own, that opens
+  every case with the adapter's client API and echoes until the server closes
+  (:class:`.common.CaseClient`).
 
 Each role is one kosoku call for all its cases, ``--concurrency`` cases at a time (most cases
 spend their time waiting, so running many at once shortens the run even on 2 cores); the two
 roles run at the same time, the adapters one after the other. Every kosoku call is bounded by
-``--timeout``, every thread started here by a bounded wait. Prints the counts per behavior,
+``--timeout``, every thread and process started here by a bounded wait. Prints the counts per behavior,
 per role and per case group, and each case that is not OK; writes
 ``OUTDIR/ADAPTER/autobahn-summary.json`` and kosoku's per-case reports
 (``OUTDIR/ADAPTER/server``, ``OUTDIR/ADAPTER/client``). Exits 1 when any case is NON-STRICT,
@@ -36,10 +38,9 @@ from typing import Any, TypeVar
 
 import kosoku
 
-from wsmachine.extensions import PerMessageDeflate
-
 from .adapters import ADAPTERS, load
-from .common import AdapterPeers, CaseClient, PeerSettings
+from .common import ClientStats
+from .processes import run_client, start_server
 from .results import DEFAULT_CASES, DEFLATE_CASES, CaseOutcome, Role, RoleReport, Summary
 
 __all__ = [
@@ -136,22 +137,25 @@ def _finish(report: RoleReport, results: Sequence[Any], start: float, outdir: Pa
 
 
 async def run_server_role(
-    peers: AdapterPeers,
+    adapter: str,
     cases: Sequence[str],
     exclude: Sequence[str],
     *,
-    settings: PeerSettings,
+    deflate: bool,
     concurrency: int,
     timeout: float,
     outdir: Path,
 ) -> RoleReport:
-    """Test the adapter's echo server with kosoku's fuzzing client."""
+    """Test the adapter's echo server, in a process of its own (:mod:`.processes`), with
+    kosoku's fuzzing client."""
     report = RoleReport("server")
     start = time.monotonic()
     results: list[Any] = []
     try:
         server = await _in_thread(
-            lambda: peers.start_echo_server(settings), "autobahn-start-server", START_SECONDS
+            lambda: start_server(adapter, deflate=deflate, timeout=START_SECONDS),
+            "autobahn-start-server",
+            START_SECONDS + 5.0,
         )
     except Exception as error:
         report.harness_errors.append(f"the echo server did not start: {error!r}")
@@ -175,32 +179,39 @@ async def run_server_role(
 
 
 async def run_client_role(
-    peers: AdapterPeers,
+    adapter: str,
     cases: Sequence[str],
     exclude: Sequence[str],
     *,
-    settings: PeerSettings,
+    deflate: bool,
     concurrency: int,
     timeout: float,
     case_timeout: float,
     outdir: Path,
 ) -> RoleReport:
-    """Test the adapter's case client against kosoku's fuzzing server."""
+    """Test the adapter's case client, in a process of its own (:mod:`.processes`), against
+    kosoku's fuzzing server."""
     report = RoleReport("client")
     start = time.monotonic()
     fuzzing_server = kosoku.run_fuzzingserver(
         list(cases), list(exclude) or None, host="127.0.0.1", port=0
     )
+    stop = threading.Event()
     async with fuzzing_server as fuzzer:
-        client = CaseClient(
-            peers.session, f"ws://127.0.0.1:{fuzzer.port}", settings, case_timeout=case_timeout
-        )
         # The client stops starting cases a little before kosoku's bound, so that its
         # updateReports still gets the results of the cases that did run.
-        deadline = start + max(timeout - 10.0, timeout * 0.9)
+        seconds = max(timeout - 10.0, timeout * 0.9) - (time.monotonic() - start)
         driver = asyncio.ensure_future(
             _in_thread(
-                lambda: client.run_all(deadline=deadline, workers=concurrency),
+                lambda: run_client(
+                    adapter,
+                    f"ws://127.0.0.1:{fuzzer.port}",
+                    deflate=deflate,
+                    workers=concurrency,
+                    seconds=seconds,
+                    case_timeout=case_timeout,
+                    stop=stop,
+                ),
                 "autobahn-case-client",
                 timeout + CLIENT_STOP_SECONDS,
             )
@@ -208,13 +219,15 @@ async def run_client_role(
         try:
             results = await _kosoku_call(fuzzer.get_result(), timeout, report)
         finally:
-            client.stop.set()
+            stop.set()
             with contextlib.suppress(Exception):  # TimeoutError: reported just below
                 await asyncio.wait_for(asyncio.shield(driver), CLIENT_STOP_SECONDS)
-    if not driver.done():
+    if driver.done() and not driver.cancelled() and driver.exception() is None:
+        stats = driver.result()
+    else:
         report.harness_errors.append("the case client did not stop")
         driver.cancel()
-    stats = client.stats
+        stats = ClientStats()
     report.connections = dict(stats.endings)
     report.harness_errors += [f"case client: {e}" for e in stats.errors]
     if stats.case_count and len(results) != stats.case_count:
@@ -247,27 +260,22 @@ async def run_autobahn(
     """
     start = time.monotonic()
     outdir.mkdir(parents=True, exist_ok=True)
-    peers = load(adapter)
-    server = PeerSettings(extensions=(PerMessageDeflate(),) if deflate else ())
-    # 13.2/13.5/13.6 (client role) need client_no_context_takeover in the offer.
-    client = PeerSettings(
-        extensions=(PerMessageDeflate(client_no_context_takeover=True),) if deflate else ()
-    )
+    load(adapter)  # an adapter that does not import fails here, before any process
     runs = {
         "server": lambda: run_server_role(
-            peers,
+            adapter,
             cases,
             exclude,
-            settings=server,
+            deflate=deflate,
             concurrency=concurrency,
             timeout=timeout,
             outdir=outdir / "server",
         ),
         "client": lambda: run_client_role(
-            peers,
+            adapter,
             cases,
             exclude,
-            settings=client,
+            deflate=deflate,
             concurrency=concurrency,
             timeout=timeout,
             case_timeout=case_timeout,

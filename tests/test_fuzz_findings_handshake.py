@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import re
 
+import h11
 import pytest
 
 from wsmachine import (
     Accepted,
     ClientConnection,
     Handshake,
+    HTTPRequest,
+    InvalidArgumentError,
     Rejected,
     RemoteProtocolError,
     ServerConnection,
@@ -206,3 +209,65 @@ class TestRefusalBodyErrors:
         text = str(event.error)
         assert "bytearray" not in text
         assert "b'bad header'" in text
+
+
+# ------------------------------------------------------------------------------------------------
+# 5. Any method can be answered, and a refused answer leaves a valid one possible.
+# ------------------------------------------------------------------------------------------------
+
+
+def read_answer(method: str, target: str, data: bytes) -> tuple[h11.Response, bytes]:
+    """Parse a server's answer with h11 playing the client that sent ``method target``."""
+    peer = h11.Connection(h11.CLIENT)
+    peer.send(h11.Request(method=method, target=target, headers=[("Host", "example.com:80")]))
+    peer.send(h11.EndOfMessage())
+    peer.receive_data(data)
+    head = peer.next_event()
+    assert isinstance(head, h11.Response)
+    body = b""
+    while not isinstance(event := peer.next_event(), h11.EndOfMessage):
+        assert isinstance(event, h11.Data), event
+        body += event.data
+    return head, body
+
+
+class TestAnswerAnyMethod:
+    CONNECT = b"CONNECT example.com:80 HTTP/1.1\r\nHost: example.com:80\r\n\r\n"
+
+    def waiting(self, data: bytes) -> tuple[ServerConnection, HTTPRequest]:
+        server = ServerConnection()
+        (event,) = server.receive_data(data)
+        assert isinstance(event, HTTPRequest)
+        return server, event
+
+    @pytest.mark.parametrize("status", [200, 204, 299])
+    def test_2xx_to_connect_is_refused_and_a_valid_answer_follows(self, status: int) -> None:
+        server, event = self.waiting(self.CONNECT)
+        assert event.method == "CONNECT" and event.path == "example.com:80"
+        with pytest.raises(InvalidArgumentError, match=r"CONNECT .*tunnel.*RFC 9110 §9.3.6"):
+            server.reject(event, status=status, body=b"" if status == 204 else b"hello")
+        assert server.data_to_send() == b""
+        assert server.request is event  # still waiting
+        server.reject(event, status=405, headers=[("Allow", "GET")], body=b"no tunnels")
+        head, body = read_answer("CONNECT", "example.com:80", server.data_to_send())
+        assert head.status_code == 405 and body == b"no tunnels"
+        assert (b"allow", b"GET") in head.headers
+        assert server.state is State.REJECTED
+
+    @pytest.mark.parametrize("status", [300, 400, 405, 501, 503])
+    def test_connect_is_answered_with_an_error_status(self, status: int) -> None:
+        server, event = self.waiting(self.CONNECT)
+        server.reject(event, status=status, body=b"no")
+        head, body = read_answer("CONNECT", "example.com:80", server.data_to_send())
+        assert (head.status_code, body) == (status, b"no")
+
+    @pytest.mark.parametrize(
+        ("method", "target"), [("OPTIONS", "*"), ("PATCH", "/x"), ("BREW", "/pot"), ("TRACE", "/")]
+    )
+    def test_a_method_the_server_does_not_serve_gets_501(self, method: str, target: str) -> None:
+        server, event = self.waiting(f"{method} {target} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+        assert (event.method, event.path) == (method, target)
+        server.reject(event, status=501, body=b"not here")
+        head, body = read_answer(method, target, server.data_to_send())
+        assert (head.status_code, body) == (501, b"not here")
+        assert server.state is State.REJECTED

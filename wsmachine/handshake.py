@@ -389,9 +389,18 @@ class ServerHandshake:
     def reject(self, status: int, headers: HeaderInput, body: bytes) -> bytes:
         """Return a complete HTTP response that ends the connection.
 
-        :raises InvalidArgumentError: the status is not 200-599, a header is invalid, or the body
-            does not fit the framing (its Content-Length, or none allowed); nothing changed.
+        :raises InvalidArgumentError: the status is not 200-599 (or is 2xx to a CONNECT), a
+            header is invalid, or the body does not fit the framing (its Content-Length, or
+            none allowed); nothing changed.
         """
+        check_final_status(status)
+        # Checked before h11 sees it: h11 would take the 2xx for a tunnel and then refuse the
+        # body and the end of the message, in words about its own states.
+        if self._method == b"CONNECT" and status < 300:
+            raise InvalidArgumentError(
+                f"status {status} to CONNECT would turn the connection into a tunnel "
+                "(RFC 9110 §9.3.6): refuse it with an error status, such as 405 or 501"
+            )
         parts: list[h11.Event] = [self._response(status, headers, body)]
         if body and self._method != b"HEAD":
             parts.append(h11.Data(data=body))

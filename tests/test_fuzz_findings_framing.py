@@ -160,3 +160,61 @@ class TestSizeSettingsAreBounded:
         ]
         client = open_client(True, max_rejection_body=MAX_LIMIT, **settings)
         assert client.receive_data(frame(0x2, b"", mask=False)) != []
+
+
+# -- issue 17 item 6: invalid UTF-8 in an unfinished uncompressed continuation -----------------
+
+
+class TestUncompressedTextFailsFastWithDeflate:
+    """With permessage-deflate agreed, a message sent uncompressed (RSV1 clear) is plain text:
+    a bad byte in a continuation frame that has only partly arrived fails at once with 1007,
+    as it does without the extension. It used to wait for the end of the frame."""
+
+    @pytest.mark.parametrize("role", ["server", "client"])
+    @pytest.mark.parametrize("deflate", [False, True])
+    def test_fuzz_input(self, role: str, deflate: bool) -> None:
+        conn = OPENERS[role](deflate)
+        assert conn.receive_data(peer_frame(conn, 0x1, b"ok", fin=False)) == []
+        continuation = peer_frame(conn, 0x0, b"\xff" + b"x" * 20)
+        events = conn.receive_data(continuation[:-10])
+        close = failure(events)
+        assert close.code == 1007
+        assert "not valid UTF-8" in str(close.error)
+        assert conn.state is State.REMOTE_CLOSING
+
+    @pytest.mark.parametrize("role", ["server", "client"])
+    def test_at_the_first_bad_byte_however_split(self, role: str) -> None:
+        for cut in range(1, 40):
+            conn = OPENERS[role](True)
+            # "é" is split across the two frames; the bad byte is the continuation's 5th.
+            wire = peer_frame(conn, 0x1, b"ok \xc3", fin=False)
+            second = peer_frame(conn, 0x0, b"\xa9 ok\xfe" + b"y" * 30)
+            header = len(second) - 35
+            events = conn.receive_data(wire + second[:cut])
+            if cut < header + 5:
+                assert events == [], cut
+            else:
+                assert failure(events).code == 1007, cut
+
+    @pytest.mark.parametrize("role", ["server", "client"])
+    def test_valid_text_still_arrives(self, role: str) -> None:
+        conn = OPENERS[role](True)
+        wire = peer_frame(conn, 0x1, "hé".encode()[:2], fin=False)
+        wire += peer_frame(conn, 0x0, "é".encode()[1:] + "llo wörld".encode())
+        events: list[Any] = []
+        for i in range(len(wire)):  # byte by byte: every frame is peeked into
+            events += conn.receive_data(wire[i : i + 1])
+        assert events == [Text(data="héllo wörld")]
+
+    @pytest.mark.parametrize("role", ["server", "client"])
+    def test_compressed_text_is_checked_as_each_frame_inflates(self, role: str) -> None:
+        # Raw DEFLATE bytes say nothing about the text: the bad byte shows once the frame that
+        # carries it has arrived and inflated.
+        conn = OPENERS[role](True)
+        deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
+        one = deflater.compress(b"ok") + deflater.flush(zlib.Z_SYNC_FLUSH)
+        two = deflater.compress(b"\xff" + b"x" * 20) + deflater.flush(zlib.Z_SYNC_FLUSH)
+        assert conn.receive_data(peer_frame(conn, 0x1, one, fin=False, rsv=0x40)) == []
+        continuation = peer_frame(conn, 0x0, two[:-4])
+        assert conn.receive_data(continuation[:-2]) == []
+        assert failure(conn.receive_data(continuation[-2:])).code == 1007

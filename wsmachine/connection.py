@@ -154,6 +154,7 @@ class Connection(abc.ABC):
         "_msg_frames",
         "_msg_opcode",
         "_msg_parts",
+        "_msg_rsv",
         "_msg_size",
         "_out",
         "_peek_offset",
@@ -202,6 +203,7 @@ class Connection(abc.ABC):
         self._plain_send = False  # server, no extension: small messages take a short path
         self._masks: MaskKeySource | None = MaskKeySource() if client else None
         self._msg_opcode = 0  # opcode of the message being received, 0 between messages
+        self._msg_rsv = 0  # its first frame's RSV bits: nonzero when an extension transforms it
         self._msg_parts: list[bytes] = []
         self._text_parts: list[str] = []
         self._msg_size = 0
@@ -429,6 +431,7 @@ class Connection(abc.ABC):
                             append(whole_binary(payload))
                         continue
                     self._msg_opcode = opcode
+                    self._msg_rsv = rsv
                     self._msg_size = 0
                     self._message_part(payload, fin, events)
                 elif opcode == _CONT:
@@ -472,7 +475,9 @@ class Connection(abc.ABC):
 
         A frame's bytes may trickle in over many reads; checking them as they come fails an
         invalid message at once instead of when the frame ends (RFC 6455 §8.1 fails fast).
-        Compressed frames are checked once inflated, after the frame ends.
+        That holds for a message sent uncompressed (RSV1 clear on its first frame) with
+        permessage-deflate agreed too. A compressed message's frames are checked as they
+        inflate, once each has fully arrived: its raw bytes say nothing about the text.
         """
         if restart:
             self._peek_utf8 = None
@@ -485,7 +490,7 @@ class Connection(abc.ABC):
             opcode, rsv = head
             if opcode == _TEXT and not rsv and not self._msg_opcode:
                 validator = IncrementalValidator()
-            elif opcode == _CONT and self._msg_opcode == _TEXT and not self._codecs:
+            elif opcode == _CONT and self._msg_opcode == _TEXT and not self._msg_rsv:
                 validator = self._utf8.copy() if self._utf8 else IncrementalValidator()
             else:
                 return

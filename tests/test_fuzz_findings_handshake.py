@@ -271,3 +271,183 @@ class TestAnswerAnyMethod:
         head, body = read_answer(method, target, server.data_to_send())
         assert (head.status_code, body) == (501, b"not here")
         assert server.state is State.REJECTED
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. The request target of an upgrade is a resource name (RFC 6455 §4.1, §4.2.1 item 1).
+# ------------------------------------------------------------------------------------------------
+
+
+def with_target(target: bytes, host: bytes = b"example.com") -> bytes:
+    data = REQ.replace(b"Host: example.com\r\n", b"Host: " + host + b"\r\n", 1)
+    return data.replace(b"/chat", target, 1) + b"\r\n"
+
+
+class TestRequestTarget:
+    @pytest.mark.parametrize(
+        "target",
+        [
+            b"*",  # asterisk-form (OPTIONS)
+            b"example.com:80",  # authority-form (CONNECT)
+            b"hdtp://x/y",  # an unknown scheme
+            b"chat",  # relative, no leading slash
+            b"ws://example.com/chat",  # ws and wss URIs are not sent in a request line
+            b"wss://example.com/chat",
+            b"mailto:someone@example.com",
+            b"http:/chat",
+        ],
+    )
+    def test_a_target_that_is_not_a_resource_name_is_400(self, target: bytes) -> None:
+        text = refusal(with_target(target))
+        assert repr(target.decode()) in text and "§4.2.1" in text
+
+    @pytest.mark.parametrize("target", [b"/chat#part", b"http://example.com/chat#part"])
+    def test_a_fragment_is_400(self, target: bytes) -> None:
+        assert "fragment" in refusal(with_target(target))
+
+    @pytest.mark.parametrize(
+        ("target", "host", "path"),
+        [
+            (b"/chat?room=1", b"example.com", "/chat?room=1"),
+            (b"//chat", b"example.com", "//chat"),  # empty segments are a valid path
+            (b"http://example.com/chat", b"example.com", "/chat"),
+            (b"HTTP://Example.COM/chat?a=b", b"example.com", "/chat?a=b"),
+            (b"http://example.com:80/chat", b"example.com", "/chat"),  # the default port
+            (b"http://example.com/chat", b"example.com:80", "/chat"),
+            (b"https://example.com:443/", b"example.com", "/"),
+            (b"https://example.com:8443/x", b"example.com:8443", "/x"),
+            (b"http://example.com", b"example.com", "/"),  # an empty path is "/"
+            (b"http://example.com?q", b"example.com", "/?q"),
+            (b"http://[::1]:8080/chat", b"[::1]:8080", "/chat"),
+        ],
+    )
+    def test_resource_names_and_absolute_http_uris_are_accepted(
+        self, target: bytes, host: bytes, path: str
+    ) -> None:
+        event = handshake(with_target(target, host))
+        assert event.path == path  # the resource name, whatever form named it
+        assert event.host == host.decode()
+
+    @pytest.mark.parametrize(
+        ("target", "host"),
+        [
+            (b"http://other.example/chat", b"example.com"),
+            (b"http://example.com:8080/chat", b"example.com"),
+            (b"https://example.com/chat", b"example.com:80"),  # https defaults to 443
+            (b"http://user@example.com/chat", b"example.com"),  # no userinfo (RFC 9110 §4.2.4)
+            (b"http:///chat", b"example.com"),
+            (b"http://ex%ample/chat", b"example.com"),
+        ],
+    )
+    def test_an_absolute_uri_must_name_the_hosts_authority(
+        self, target: bytes, host: bytes
+    ) -> None:
+        text = refusal(with_target(target, host))
+        assert "Host" in text and "§4.2.1" in text
+
+    def test_a_plain_request_may_use_any_form(self) -> None:
+        # Only an upgrade names a WebSocket resource; the application answers the others.
+        for target in ("*", "example.com:80", "http://example.com/x"):
+            (event,) = answer(f"OPTIONS {target} HTTP/1.1\r\nHost: example.com\r\n\r\n".encode())
+            assert event == HTTPRequest(
+                method="OPTIONS", path=target, headers=((b"host", b"example.com"),)
+            )
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. The Host header is host[:port] (RFC 9112 §3.2), never folded (RFC 9112 §5.2).
+# ------------------------------------------------------------------------------------------------
+
+
+class TestHost:
+    @pytest.mark.parametrize(
+        "host",
+        [
+            b"ex ample",
+            b"example.com:http",
+            b"example.com:123456",
+            b"a/b",
+            b"a@b",
+            b"%zz",
+            b"[::1",
+            b"[not:ip]",
+            b"[:::]",
+            b"::1",  # an IPv6 address without its brackets
+            b"example.com\x01",
+        ],
+    )
+    def test_a_host_that_is_not_host_and_port_is_400(self, host: bytes) -> None:
+        text = refusal(REQ.replace(b"example.com", host, 1) + b"\r\n")
+        assert "Host" in text and "RFC 9112 §3.2" in text
+
+    def test_an_empty_host_is_400_for_an_upgrade(self) -> None:
+        text = refusal(REQ.replace(b"example.com", b"", 1) + b"\r\n")
+        assert "Host" in text and "§4.1" in text
+
+    def test_an_upgrade_in_a_later_http_1_without_host_is_400(self) -> None:
+        # h11 requires Host of HTTP/1.1 requests only.
+        data = REQ.replace(b"HTTP/1.1", b"HTTP/1.2").replace(b"Host: example.com\r\n", b"")
+        assert "Host" in refusal(data + b"\r\n")
+
+    @pytest.mark.parametrize(
+        "host",
+        [
+            b"example.com",
+            b"EXAMPLE.com:8080",
+            b"127.0.0.1:1",
+            b"[::1]",
+            b"[2001:db8::7]:443",
+            b"[v1.fe80::a+en1]",
+            b"xn--caf-dma.example",
+            b"caf%C3%A9.example",
+            b"example.com.",
+            b"example.com:",  # an empty port is allowed (RFC 3986 §3.2.3)
+        ],
+    )
+    def test_valid_hosts_are_accepted(self, host: bytes) -> None:
+        assert handshake(REQ.replace(b"example.com", host, 1) + b"\r\n").host == host.decode()
+
+    @pytest.mark.parametrize(
+        "fold",
+        [
+            b"Host: example.com\r\n : v\r\n",  # the fuzz's: h11 made it 'example.com : v'
+            b"Host: example.com\r\n\tv\r\n",
+            b"Host: example.com\r\nX-A: 1\r\n  2\r\n",  # a fold in any header
+        ],
+    )
+    def test_a_folded_line_is_400(self, fold: bytes) -> None:
+        text = refusal(REQ.replace(b"Host: example.com\r\n", fold, 1) + b"\r\n")
+        assert "folding" in text and "RFC 9112 §2.2, §5.2" in text
+
+    def test_whitespace_before_the_first_header_is_400(self) -> None:
+        data = REQ.replace(b"HTTP/1.1\r\n", b"HTTP/1.1\r\n X: y\r\n", 1) + b"\r\n"
+        assert "whitespace" in refusal(data)
+
+    @pytest.mark.parametrize(
+        "head",
+        [
+            b"GET / HTTP/1.1\r\nHost: ex ample\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n 2\r\n\r\n",
+        ],
+    )
+    def test_a_plain_request_with_a_bad_host_or_fold_is_400_too(self, head: bytes) -> None:
+        # RFC 9112 §3.2 and §5.2 hold for any request, not only upgrades.
+        refusal(head)
+
+    @pytest.mark.parametrize(
+        "head", [b"GET / HTTP/1.0\r\n\r\n", b"GET / HTTP/1.1\r\nHost:\r\n\r\n"]
+    )
+    def test_a_plain_request_without_a_host_name_is_reported(self, head: bytes) -> None:
+        # HTTP/1.0 needs no Host; an empty Host is allowed when the target has no
+        # authority (RFC 9110 §7.2): the application decides.
+        (event,) = answer(head)
+        assert isinstance(event, HTTPRequest)
+
+    def test_a_folded_response_header_is_read_by_the_client(self) -> None:
+        # A user agent replaces a fold with a space instead (RFC 9112 §5.2).
+        client, _ = new_client()
+        data = b"HTTP/1.1 403 Forbidden\r\nX-A: 1\r\n 2\r\nContent-Length: 0\r\n\r\n"
+        (event,) = client.receive_data(data)
+        assert isinstance(event, Rejected) and event.error is None
+        assert (b"x-a", b"1 2") in event.headers

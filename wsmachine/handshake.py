@@ -12,6 +12,7 @@ import contextlib
 import copy
 import hashlib
 import http
+import ipaddress
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -193,8 +194,18 @@ class _HeadScanner:
         :raises RemoteProtocolError: a limit is crossed.
         """
         max_size, max_line, max_headers = self.limits
+        request = self.what == "request"
         n = len(data)
         while pos < n and not self.done:
+            # A header line starting with SP or HTAB continues the previous one (obs-fold).
+            # h11 would join the two with a space; a server refuses instead, and does so as
+            # the line starts, so the error does not depend on the split (RFC 9112 §5.2).
+            if request and self._line == 0 and not self._first and data[pos] in b" \t":
+                raise RemoteProtocolError(
+                    "a header line of the HTTP request starts with whitespace: obsolete line "
+                    "folding (or whitespace before the first header) is refused "
+                    "(RFC 9112 §2.2, §5.2)"
+                )
             newline = data.find(b"\n", pos)
             end = n if newline < 0 else newline + 1
             count = end - pos
@@ -437,7 +448,9 @@ def _check_request(request: h11.Request) -> Handshake | HTTPRequest:
     """Check an upgrade request against RFC 6455 §4.2.1, or report a plain HTTP request."""
     headers: Headers = tuple((name, value) for name, value in request.headers)
     target = _ascii(request.target, "request target")
-    if not _has_token(headers, b"upgrade", "Upgrade", "websocket"):
+    upgrade = _has_token(headers, b"upgrade", "Upgrade", "websocket")
+    host = _check_host(headers, upgrade)
+    if not upgrade:
         return HTTPRequest(method=_ascii(request.method, "method"), path=target, headers=headers)
     if request.method != b"GET":
         raise RemoteProtocolError(
@@ -446,6 +459,7 @@ def _check_request(request: h11.Request) -> Handshake | HTTPRequest:
             status_hint=405,
         )
     _check_request_version(request.http_version)
+    path = _resource_name(target, host)
     if not _has_token(headers, b"connection", "Connection", "upgrade"):
         raise RemoteProtocolError(
             "Connection header lacks the token 'upgrade' (RFC 6455 §4.2.1 item 4)"
@@ -475,11 +489,10 @@ def _check_request(request: h11.Request) -> Handshake | HTTPRequest:
         raise RemoteProtocolError(
             "Sec-WebSocket-Key is not valid base64 of 16 bytes (RFC 6455 §4.2.1 item 5)"
         )
-    host = _single(headers, b"host", "Host")
     origin = _single(headers, b"origin", "Origin")
     return Handshake(
-        path=target,
-        host=_ascii(host or b"", "Host header"),
+        path=path,
+        host=host,
         origin=None if origin is None else _ascii(origin, "Origin header"),
         subprotocols=tuple(
             parse_token_list(_values(headers, b"sec-websocket-protocol"), "Sec-WebSocket-Protocol")
@@ -520,13 +533,96 @@ def _origin_refused(origin: str | None) -> RemoteProtocolError:
     )
 
 
-# host[:port], where host is a bracketed IPv6 literal or a name / IPv4 address (RFC 3986 §3.2).
-_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]{1,5})?")
+# host [":" port] (RFC 3986 §3.2.2, §3.2.3): host is an IP literal in brackets (IPv6, or the
+# IPvFuture form) or a reg-name, which also spells IPv4 addresses; port is digits, maybe none.
+_HOST = re.compile(
+    r"(?P<host>\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|\[[Vv][0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+\]"
+    r"|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+)(?::(?P<port>[0-9]{0,5}))?"
+)
+
+#: The schemes an upgrade request's target may name, with their default ports (RFC 6455 §4.1).
+_TARGET_SCHEMES = {"http": 80, "https": 443}
+
+
+def _parse_host(value: str) -> tuple[str, int | None] | None:
+    """Split ``host[:port]`` into the host, lowercased, and the port (``None`` when not given);
+    ``None`` when ``value`` is not one."""
+    match = _HOST.fullmatch(value)
+    if match is None:
+        return None
+    ipv6 = match["ipv6"]
+    if ipv6 is not None:
+        try:
+            ipaddress.IPv6Address(ipv6)
+        except ValueError:
+            return None
+    port = match["port"]
+    return match["host"].lower(), int(port) if port else None
+
+
+def _check_host(headers: Headers, upgrade: bool) -> str:
+    """Return a request's Host, checked: at most one, and host[:port] or empty (RFC 9112
+    §3.2); an upgrade request names a host (RFC 6455 §4.1 item 4)."""
+    values = _values(headers, b"host")
+    if len(values) > 1:
+        raise RemoteProtocolError(
+            f"Host appears {len(values)} times; expected once (RFC 9112 §3.2; RFC 6455 §4.2.1)"
+        )
+    host = _ascii(values[0], "Host header") if values else ""
+    # h11 joins a folded line with a space, so a fold shows here as an invalid value too.
+    if host and _parse_host(host) is None:
+        raise RemoteProtocolError(
+            f"Host header {host[:200]!r} is not host[:port] (RFC 9112 §3.2; RFC 3986 §3.2.2)"
+        )
+    if upgrade and not host:
+        raise RemoteProtocolError(
+            "upgrade request has no Host, or an empty one: expected host[:port] "
+            "(RFC 6455 §4.1 item 4, §4.2.1 item 2)"
+        )
+    return host
+
+
+def _resource_name(target: str, host: str) -> str:
+    """The resource name an upgrade request's target gives (RFC 6455 §3, §4.1, §4.2.1 item 1).
+
+    The target is the resource name itself (origin-form: "/", path, query) or an absolute
+    http or https URI (absolute-form, RFC 9112 §3.2.2) whose host and port are the Host
+    header's. No other scheme: RFC 6455 names these two, and ws or wss URIs are not sent in
+    a request line. Other forms (``*``, host:port) never name a WebSocket resource.
+    """
+    if "#" in target:
+        raise RemoteProtocolError(
+            f"request target {target[:200]!r} has a fragment: a resource name has none "
+            "(RFC 6455 §3; RFC 9112 §3.2)"
+        )
+    if target.startswith("/"):
+        return target
+    scheme, sep, rest = target.partition("://")
+    default_port = _TARGET_SCHEMES.get(scheme.lower()) if sep else None
+    if default_port is None:
+        raise RemoteProtocolError(
+            f"request target {target[:200]!r} is neither a resource name ('/', then path and "
+            "query) nor an absolute http or https URI (RFC 6455 §4.1, §4.2.1 item 1)"
+        )
+    end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    authority, resource = rest[:end], rest[end:]
+    named = None if "@" in authority else _parse_host(authority)  # userinfo: RFC 9110 §4.2.4
+    given = _parse_host(host)
+    assert given is not None  # _check_host ran first
+    if named is None or (named[0], named[1] or default_port) != (
+        given[0],
+        given[1] or default_port,
+    ):
+        raise RemoteProtocolError(
+            f"request target {target[:200]!r} names the authority {authority[:200]!r}, which "
+            f"is not the Host header's {host!r} (RFC 6455 §4.1, §4.2.1 item 1)"
+        )
+    return resource if resource.startswith("/") else "/" + resource
 
 
 def _check_host_and_path(host: str, path: str) -> None:
     """Refuse a Host that is not host[:port], or a target that is not a resource name."""
-    if not _HOST.fullmatch(host):
+    if not host or _parse_host(host) is None:
         raise InvalidArgumentError(
             f"host {host!r}: expected host[:port] for the Host header (RFC 6455 §4.1 item 4)"
         )

@@ -43,19 +43,18 @@ PAGE = (
   #status { color: #555; margin: 0 0 .8rem; min-height: 1.4em; overflow-wrap: anywhere; }
   .row { display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; margin: .5rem 0; }
   .row input { flex: 1 1 12rem; min-width: 0; padding: .4rem; font: inherit; }
+  .row button { flex: 0 0 8.5rem; }  /* one width: the fields line up, whatever the label */
   label { white-space: nowrap; }
   #log { list-style: none; margin: 0; padding: .5rem; border: 1px solid #ccc;
          border-radius: 6px; height: min(24rem, 55vh); overflow-y: auto; background: #fafafa; }
   #log li { padding: .15rem 0; white-space: pre-wrap; overflow-wrap: anywhere; }
   #log .who { font-weight: 600; color: #0a5; }
-  #log .who::after { content: ": "; }
   #log li.own .who { color: #07a; }
   #log li.info { color: #777; font-style: italic; }
   button { font: inherit; padding: .4rem .8rem; }
   input:disabled, button:disabled { opacity: .55; }
   @media (max-width: 30rem) {
     body { margin: .75rem auto; padding: 0 .6rem; }
-    .row button { flex: 1 1 auto; }
   }
 </style>
 </head>
@@ -68,7 +67,7 @@ PAGE = (
 </div>
 <ol id="log" aria-live="polite"></ol>
 <form id="form" class="row">
-  <input id="text" autocomplete="off" placeholder="Type a message and press Enter"
+  <input id="text" autocomplete="off" placeholder="Type a message"
          aria-label="Message" disabled>
   <button id="send" type="submit" disabled>Send</button>
 </form>
@@ -111,8 +110,9 @@ function show(kind, text, who) {
   if (who !== undefined) {
     const name = document.createElement("span");
     name.className = "who";
-    name.textContent = who;
+    name.textContent = who + ":";
     item.appendChild(name);
+    text = " " + text;
   }
   item.appendChild(document.createTextNode(text));
   log.appendChild(item);
@@ -158,8 +158,8 @@ function receive(data) {
     demo.json = true;
     demo.id = message.id;
     const others = message.online - 1;
-    statusLine.textContent = "connected to " + base + " \\u00b7 " +
-      (others === 1 ? "1 other" : others + " others") + " here";
+    show("info", "you joined: " +
+      (others === 0 ? "nobody else" : others === 1 ? "1 other" : others + " others") + " here");
   } else if (demo.json && message && message.type === "message") {
     const own = message.id === demo.id;
     show(own ? "message own" : "message", String(message.text),
@@ -213,7 +213,7 @@ function connect() {
     let text;
     if (sent) {
       text = "you closed the connection: code " + sent.code + quoted(sent.reason);
-      if (event.code !== sent.code || event.reason !== sent.reason) {
+      if (event.code !== sent.code) {  // an echo usually carries the code alone
         text += "; the server answered " + event.code + quoted(event.reason);
       }
     } else if (opened) {

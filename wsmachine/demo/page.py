@@ -193,6 +193,8 @@ function connect() {
       resolve(demo.closed);
     });
   });
+  // Record the Close this page sends, from the button or the console alike: the page shows
+  // its code and reason (an echo may carry no reason) and does not reconnect after it.
   ws.close = (function (close) {
     return function (code, reason) {
       close.apply(ws, arguments);  // throws, and records nothing, for an invalid code or reason

@@ -15,8 +15,8 @@ For each adapter (:mod:`tests.autobahn.adapters`):
 Each role is one kosoku call for all its cases, ``--concurrency`` cases at a time (most cases
 spend their time waiting, so running many at once shortens the run even on 2 cores); the two
 roles run at the same time, the adapters one after the other. Every kosoku call is bounded by
-``--timeout``, every thread and process started here by a bounded wait. Prints the counts per behavior,
-per role and per case group, and each case that is not OK; writes
+``--timeout``, every thread and process started here by a bounded wait. Prints the counts
+per behavior, per role and per case group, and each case that is not OK; writes
 ``OUTDIR/ADAPTER/autobahn-summary.json`` and kosoku's per-case reports
 (``OUTDIR/ADAPTER/server``, ``OUTDIR/ADAPTER/client``). Exits 1 when any case is NON-STRICT,
 UNIMPLEMENTED, FAILED or ERROR, or INFORMATIONAL other than 7.1.6, 7.13.1 and 7.13.2, or

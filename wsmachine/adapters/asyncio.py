@@ -41,10 +41,12 @@ from .options import GRACE_SECONDS, RECV_SIZE, ClientOptions, ServerOptions, res
 from .session import Session, SessionView
 
 __all__ = [
+    "FLUSH_BYTES",
     "DeadlineTimer",
     "ProcessRequest",
     "Server",
     "WebSocket",
+    "WriteBatch",
     "broadcast",
     "connect",
     "follow_reading",
@@ -94,6 +96,56 @@ class DeadlineTimer:
     def _fire(self) -> None:
         self.handle = self.when = None
         self._callback()
+
+
+#: Bytes of messages sent in one step after which :class:`WriteBatch` writes at once.
+FLUSH_BYTES = 64 * 1024
+
+
+class WriteBatch:
+    """Writes at the end of the loop's current iteration what an application sends in one
+    step: an echo of 64 pipelined messages costs one ``write()`` system call, not 64.
+
+    Past ``limit`` bytes of messages (:data:`FLUSH_BYTES`) it writes at once, so that the
+    transport's flow control (``pause_writing``) still sees a fast sender in time.
+
+    :param loop: the event loop.
+    :param flush: writes everything the session holds (the adapter's pump); it calls
+        :meth:`written`.
+    """
+
+    __slots__ = ("_flush", "_loop", "_pending", "_scheduled", "limit")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        flush: Callable[[], None],
+        limit: int = FLUSH_BYTES,
+    ) -> None:
+        self._loop = loop
+        self._flush = flush
+        self._pending = 0
+        self._scheduled = False
+        #: Bytes of messages after which :meth:`add` writes at once.
+        self.limit = limit
+
+    def add(self, size: int) -> None:
+        """A message of ``size`` bytes was queued in the session: write it soon."""
+        self._pending += size
+        if self._pending >= self.limit:
+            self._flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._run)
+
+    def written(self) -> None:
+        """Everything queued was written (by the pump, whatever called it)."""
+        self._pending = 0
+
+    def _run(self) -> None:
+        self._scheduled = False
+        if self._pending:
+            self._flush()
 
 
 def follow_reading(transport: asyncio.BaseTransport, reading: bool) -> None:
@@ -165,6 +217,7 @@ class WebSocket(SessionView, AsyncMessages):
         self._process_request = process_request
         self._transport: asyncio.Transport | None = None
         self._timer = DeadlineTimer(loop, self._tick)
+        self._batch = WriteBatch(loop, self._pump)
         self._reading = True
         self._can_write = True
         self._readable: asyncio.Future[None] | None = None  # recv() waiting
@@ -212,7 +265,7 @@ class WebSocket(SessionView, AsyncMessages):
         :raises ConnectionClosed: the connection is closing or closed.
         """
         self.session.send(message)
-        self._pump()
+        self._batch.add(len(message))
         while not self._can_write and not self._done.done():
             if self._drained is None or self._drained.done():
                 self._drained = self._loop.create_future()
@@ -330,6 +383,7 @@ class WebSocket(SessionView, AsyncMessages):
         session = self.session
         if session.opened:
             self._wake(self._opened)
+        self._batch.written()
         data = session.data_to_send()
         if data:
             transport.write(data)
@@ -589,6 +643,6 @@ def broadcast(connections: Iterable[WebSocket], message: str | bytes) -> int:
     for ws in connections:
         if ws.session.can_send and ws._can_write:
             ws.session.send(message)
-            ws._pump()
+            ws._batch.add(len(message))
             count += 1
     return count

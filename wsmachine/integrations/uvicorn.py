@@ -42,7 +42,7 @@ from uvicorn.protocols.utils import (
 from uvicorn.server import ServerState
 
 from ..adapters._common import ConnectionClosed, HTTPResponse
-from ..adapters.asyncio import DeadlineTimer, follow_reading
+from ..adapters.asyncio import DeadlineTimer, WriteBatch, follow_reading
 from ..adapters.options import ServerOptions
 from ..adapters.session import Session
 from ..events import Binary, Handshake, HTTPRequest, Text
@@ -143,6 +143,7 @@ class WSMachineProtocol(asyncio.Protocol):
         self._writable.set()
         self._readable: asyncio.Future[None] | None = None
         self._timer = DeadlineTimer(self.loop, self._tick)
+        self._batch = WriteBatch(self.loop, self._pump)
 
     # -- the transport's events -----------------------------------------------------------
 
@@ -463,7 +464,7 @@ class WSMachineProtocol(asyncio.Protocol):
                     session.send(data)
                 except ConnectionClosed:
                     raise ClientDisconnected() from None
-                self._pump()
+                self._batch.add(len(data))
             elif kind == "websocket.close":
                 code = message.get("code", 1000)
                 reason = message.get("reason") or ""
@@ -516,6 +517,7 @@ class WSMachineProtocol(asyncio.Protocol):
         if session is None or self._transport_closed:
             return
         transport = self.transport
+        self._batch.written()
         data = session.data_to_send()
         if data:
             transport.write(data)

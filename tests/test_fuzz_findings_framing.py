@@ -218,3 +218,19 @@ class TestUncompressedTextFailsFastWithDeflate:
         continuation = peer_frame(conn, 0x0, two[:-4])
         assert conn.receive_data(continuation[:-2]) == []
         assert failure(conn.receive_data(continuation[-2:])).code == 1007
+
+    @pytest.mark.parametrize("role", ["server", "client"])
+    @pytest.mark.parametrize("step", [None, 1])
+    def test_rsv1_on_the_continuation_wins_however_split(self, role: str, step: int | None) -> None:
+        # RSV1 on a continuation is a 1002 (RFC 7692 §6.1) that shows when the frame is whole:
+        # its payload is not text to check, so the outcome must not depend on the split.
+        conn = OPENERS[role](True)
+        wire = peer_frame(conn, 0x1, b"ok", fin=False)
+        wire += peer_frame(conn, 0x0, b"\xff" + b"x" * 20, rsv=0x40)
+        if step is None:
+            events = conn.receive_data(wire)
+        else:
+            events = [e for i in range(len(wire)) for e in conn.receive_data(wire[i : i + 1])]
+        close = failure(events)
+        assert close.code == 1002
+        assert "RSV1 set on a continuation frame" in str(close.error)

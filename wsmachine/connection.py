@@ -490,7 +490,8 @@ class Connection(abc.ABC):
             opcode, rsv = head
             if opcode == _TEXT and not rsv and not self._msg_opcode:
                 validator = IncrementalValidator()
-            elif opcode == _CONT and self._msg_opcode == _TEXT and not self._msg_rsv:
+            elif opcode == _CONT and not (rsv or self._msg_rsv) and self._msg_opcode == _TEXT:
+                # RSV1 on a continuation is a 1002 once the frame is whole: not text to check.
                 validator = self._utf8.copy() if self._utf8 else IncrementalValidator()
             else:
                 return

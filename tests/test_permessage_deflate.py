@@ -45,6 +45,7 @@ from wsmachine import (
     Text,
 )
 from wsmachine.extensions import PerMessageDeflate, PerMessageDeflateCodec
+from wsmachine.extensions.permessage_deflate import max_compressed_size
 
 TAIL = b"\x00\x00\xff\xff"
 RSV1, RSV2, RSV3 = 0x40, 0x20, 0x10
@@ -1591,6 +1592,139 @@ class TestBoundedInflation:
         assert len(payload) < 200
         events = conn.receive_data(frame(BINARY, payload, rsv=RSV1))
         assert failure(events).code == 1009
+
+
+MIB = 1 << 20
+
+
+def incompressible(n: int, seed: int = 12) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def random_text(n: int) -> bytes:
+    """``n`` bytes of random 2-byte UTF-8 characters (one ASCII byte if ``n`` is odd)."""
+    rng = random.Random(n)
+    chars = "".join(chr(rng.randrange(0x400, 0x800)) for _ in range(n // 2))
+    return (chars + "a" * (n % 2)).encode()
+
+
+def worst_deflate(data: bytes) -> bytes:
+    """``data`` as the least compact zlib setting sends it: fixed Huffman codes, which spend
+    9 bits on each byte 144-255 (RFC 1951 §3.2.6), so random data grows by about 4 %."""
+    z = zlib.compressobj(6, zlib.DEFLATED, -15, 1, zlib.Z_FIXED)
+    out = z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(TAIL)
+    return out[:-4]
+
+
+class TestIncompressibleMessageAtTheLimit:
+    """Issue 12: a compressed frame may be longer than the data it carries. The frame limit
+    leaves room for deflate's worst expansion, max_compressed_size(); the inflated size limit
+    stays byte-exact."""
+
+    @pytest.mark.parametrize("direction", ["client to server", "server to client"])
+    def test_a_mib_of_random_bytes_through_our_own_compressor(self, direction: str) -> None:
+        # The report: 1 MiB of random data took 1,051,142 bytes on the wire and was refused
+        # with 1009 by a peer whose max_message_size was 1 MiB.
+        pair = open_pair([PerMessageDeflate()], [PerMessageDeflate()], max_message_size=MIB)
+        data = incompressible(MIB)
+        if direction == "client to server":
+            pair.client.send_binary(data)
+            events = pair.to_server()
+            wire = pair.wire["c2s"][-1]
+        else:
+            pair.server.send_binary(data)
+            events = pair.to_client()
+            wire = pair.wire["s2c"][-1]
+        assert events == [Binary(data=data)]
+        [sent] = parse_frames(wire)
+        assert sent.rsv == RSV1
+        assert MIB < len(sent.payload) <= max_compressed_size(MIB)
+
+    @pytest.mark.parametrize("role", ["server", "client"])
+    @pytest.mark.parametrize("text", [False, True])
+    @pytest.mark.parametrize("extra", [-1, 0, 1])
+    def test_inflated_limit_is_byte_exact(self, role: str, text: bool, extra: int) -> None:
+        # Random data through the worst zlib setting: 6 % larger on the wire than inflated.
+        kw = {"max_message_size": LIMIT}
+        conn = compressed_server(**kw) if role == "server" else compressed_client(**kw)
+        data = random_text(LIMIT + extra) if text else incompressible(LIMIT + extra)
+        payload = worst_deflate(data)
+        assert len(payload) > LIMIT + LIMIT // 32
+        events = conn.receive_data(peer_frame(conn, TEXT if text else BINARY, payload, rsv=RSV1))
+        if extra <= 0:
+            assert events == [Text(data=data.decode()) if text else Binary(data=data)]
+            assert conn.state is State.OPEN
+        else:
+            close = failure(events)
+            assert close.code == 1009
+            assert data_events(events) == []
+            assert close_code(parse_frames(conn.data_to_send())) == 1009
+
+    @pytest.mark.parametrize("role", ["server", "client"])
+    def test_fragmented_incompressible_message_at_the_limit(self, role: str) -> None:
+        conn = compressed_server(max_message_size=LIMIT, max_frame_size=LIMIT // 2)
+        if role == "client":
+            conn = compressed_client(max_message_size=LIMIT, max_frame_size=LIMIT // 2)
+        data = incompressible(LIMIT)
+        z = zlib.compressobj(6, zlib.DEFLATED, -15, 1, zlib.Z_FIXED)
+        first = z.compress(data[: LIMIT // 2]) + z.flush(zlib.Z_SYNC_FLUSH)
+        second = (z.compress(data[LIMIT // 2 :]) + z.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        assert len(first) > LIMIT // 2 and len(second) > LIMIT // 2
+        events = feed(
+            conn,
+            [
+                peer_frame(conn, BINARY, first, fin=False, rsv=RSV1),
+                peer_frame(conn, CONT, second),
+            ],
+        )
+        assert events == [Binary(data=data)]
+
+    @pytest.mark.parametrize("role", ["server", "client"])
+    @pytest.mark.parametrize("over", [0, 1])
+    def test_frame_bound_is_checked_from_the_header(self, role: str, over: int) -> None:
+        # A declared length past the bound fails before its payload is buffered.
+        kw = {"max_message_size": LIMIT}
+        conn = compressed_server(**kw) if role == "server" else compressed_client(**kw)
+        declared = max_compressed_size(LIMIT) + over
+        header = peer_frame(conn, BINARY, b"\0" * declared, rsv=RSV1)[
+            : 4 + (0 if conn.client else 4)
+        ]
+        events = conn.receive_data(header)
+        if over:
+            close = failure(events)
+            assert close.code == 1009
+            assert f"exceeds the limit of {max_compressed_size(LIMIT)} bytes" in str(close.error)
+        else:
+            assert events == []
+
+    @pytest.mark.parametrize("role", ["server", "client"])
+    @pytest.mark.parametrize("step", [None, 1])
+    def test_uncompressed_frame_is_held_to_the_message_limit(
+        self, role: str, step: int | None
+    ) -> None:
+        # The reader lets any data frame up to the bound through (it cannot tell the
+        # continuation of a compressed message by its header); the message limit still holds.
+        for payload, code in [(b"x" * (LIMIT + 1), 1009), (b"\xff" + b"x" * LIMIT, 1007)]:
+            kw = {"max_message_size": LIMIT}
+            conn = compressed_server(**kw) if role == "server" else compressed_client(**kw)
+            wire = peer_frame(conn, TEXT, payload)
+            if step is None:
+                events = conn.receive_data(wire)
+            else:
+                events = []
+                for i in range(0, len(wire), 997):
+                    events += conn.receive_data(wire[i : i + 997])
+            assert failure(events).code == code
+            assert data_events(events) == []
+        conn = compressed_server(max_message_size=LIMIT)
+        assert conn.receive_data(frame(BINARY, b"x" * LIMIT)) == [Binary(data=b"x" * LIMIT)]
+
+    def test_bound_formula(self) -> None:
+        assert max_compressed_size(0) == 16
+        assert max_compressed_size(MIB) == MIB + MIB // 8 + MIB // 256 + MIB // 512 + 16
+        for n in (0, 1, 100, 5000, 70_000):
+            assert len(worst_deflate(incompressible(n))) <= max_compressed_size(n)
 
 
 class TestCodecDirectly:

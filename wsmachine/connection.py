@@ -399,8 +399,13 @@ class Connection(abc.ABC):
             rsv |= codec.rsv_bits
         self._codecs = tuple(codecs)
         self._plain_send = not codecs and not self._client
+        # A frame is bounded before it is buffered; a compressed one may be larger on the wire
+        # than the data it carries, by as much as the codec's encoding can expand it.
+        max_wire = self._max_frame_size
+        for codec in codecs:
+            max_wire = codec.max_wire_size(max_wire)
         self._reader = FrameReader(
-            expect_masked=not self._client, max_frame_size=self._max_frame_size, rsv_allowed=rsv
+            expect_masked=not self._client, max_frame_size=max_wire, rsv_allowed=rsv
         )
         self._state = transition(self._state, action)
 
@@ -420,6 +425,12 @@ class Connection(abc.ABC):
                         )
                     if self._codecs:
                         payload = self._decode(opcode, fin, rsv, payload, self._max_message_size)
+                        if len(payload) > self._max_message_size:
+                            # An uncompressed frame within the reader's room for deflate's
+                            # expansion: fail as a fragment would, its UTF-8 checked first.
+                            self._msg_opcode = opcode
+                            self._msg_size = 0
+                            self._message_part(payload, fin, events)
                     if fin and not self._stream:
                         # The common case: a whole message in one frame.
                         if opcode == _TEXT:

@@ -44,6 +44,14 @@ class ExtensionCodec(abc.ABC):
     ) -> tuple[int, bytes]:
         """Transform a data frame to send; return ``(rsv bits, payload)``."""
 
+    def max_wire_size(self, size: int) -> int:
+        """The largest payload a peer's frame may declare to carry ``size`` bytes once decoded.
+
+        The receiver bounds frames by it before buffering them. ``size`` itself, unless the
+        codec's encoding can make data larger (a compressor on incompressible data).
+        """
+        return size
+
 
 class Extension(abc.ABC):
     """A configured extension: its name and how it negotiates, in either role."""

@@ -1727,6 +1727,47 @@ class TestIncompressibleMessageAtTheLimit:
             assert len(worst_deflate(incompressible(n))) <= max_compressed_size(n)
 
 
+class TestInflationErrorMessage:
+    """Issue 12: the 1009 said "inflates past the limit of 1048576 more bytes"."""
+
+    @pytest.mark.parametrize("role", ["server", "client"])
+    def test_whole_message(self, role: str) -> None:
+        conn = compressed_server() if role == "server" else compressed_client()
+        payload = RefDeflater().message(b"\0" * (MIB + 1))
+        close = failure(conn.receive_data(peer_frame(conn, BINARY, payload, rsv=RSV1)))
+        assert close.code == 1009
+        message = str(close.error)
+        assert "compressed message inflates past max_message_size (1048576 bytes)" in message
+        assert "it reached 1048577 bytes (0 from earlier frames) when inflating stopped" in message
+        assert "RFC 7692 §7.2.2" in message
+        assert "RFC 6455 §10.4" in message
+        assert "more bytes" not in message
+
+    def test_fragmented_message(self) -> None:
+        conn = compressed_server(max_message_size=LIMIT)
+        payloads = RefDeflater().fragments([b"a" * 4000, b"b" * 7000])
+        events = feed(
+            conn,
+            [frame(TEXT, payloads[0], fin=False, rsv=RSV1), frame(CONT, payloads[1])],
+        )
+        message = str(failure(events).error)
+        assert f"max_message_size ({LIMIT} bytes)" in message
+        assert f"reached {LIMIT + 1} bytes (4000 from earlier frames)" in message
+
+    def test_codec_alone(self) -> None:
+        codec = PerMessageDeflateCodec(
+            send_window_bits=15,
+            send_no_context_takeover=False,
+            receive_window_bits=15,
+            receive_no_context_takeover=False,
+        )
+        with pytest.raises(RemoteProtocolError) as info:
+            codec.decode(BINARY, True, RSV1, RefDeflater().message(b"\0" * 101), 100)
+        assert info.value.close_code == 1009
+        assert "inflates past the 100 bytes its message may still take" in str(info.value)
+        assert "RFC 7692 §7.2.2" in str(info.value)
+
+
 class TestCodecDirectly:
     """The codec through the ExtensionCodec interface (what a connection calls)."""
 

@@ -515,8 +515,22 @@ class Connection(abc.ABC):
         self._peek_offset += len(chunk)
 
     def _decode(self, opcode: int, fin: bool, rsv: int, payload: bytes, budget: int) -> bytes:
-        for codec in reversed(self._codecs):
-            payload = codec.decode(opcode, fin, rsv, payload, budget)
+        try:
+            for codec in reversed(self._codecs):
+                payload = codec.decode(opcode, fin, rsv, payload, budget)
+        except RemoteProtocolError as exc:
+            if exc.close_code != CloseCode.MESSAGE_TOO_BIG:
+                raise
+            # A codec knows only the budget left; say what the whole message reached.
+            limit = self._max_message_size
+            earlier = limit - budget
+            raise RemoteProtocolError(
+                f"compressed message inflates past max_message_size ({limit} bytes): it "
+                f"reached {limit + 1} bytes ({earlier} from earlier frames) when inflating "
+                "stopped. The limit counts inflated bytes (RFC 7692 §7.2.2, RFC 6455 §10.4; "
+                "see 'Security and limits' in the docs)",
+                close_code=CloseCode.MESSAGE_TOO_BIG,
+            ) from exc
         return payload
 
     def _bad_utf8(self) -> RemoteProtocolError:
@@ -949,6 +963,48 @@ class ServerConnection(Connection):
         self._handshake = None
         self._request = None
         self._early = bytearray()
+
+    def reject_start(
+        self,
+        event: Handshake | HTTPRequest,
+        *,
+        status: int = 403,
+        headers: HeaderInput = (),
+    ) -> None:
+        """Answer the request with an HTTP response whose body follows in pieces
+        (:meth:`reject_body`), as ASGI's ``websocket.http.response.start`` and ``.body``.
+
+        The state is :attr:`~wsmachine.State.REJECTING` until the body ends:
+        :meth:`should_close` stays false meanwhile. Without a ``Content-Length`` among
+        ``headers`` the body is sent chunked (to an HTTP/1.0 client: until the connection
+        ends). ``Connection: close`` is added.
+
+        :raises LocalProtocolError: no request is waiting.
+        :raises InvalidArgumentError: as :meth:`reject`; nothing changed.
+        """
+        handshake = self._pending(event, "reject_start")
+        self._out.append(handshake.reject_start(status, headers))
+        self._state = transition(self._state, Action.REJECT_START)
+        self._request = None
+        self._early = bytearray()
+
+    def reject_body(self, data: bytes = b"", *, end: bool = False) -> None:
+        """Send the next piece of the body :meth:`reject_start` began; ``end=True`` ends it
+        (and the connection: :meth:`should_close` turns true).
+
+        :raises LocalProtocolError: no rejection is being streamed (before
+            :meth:`reject_start`, or after the end).
+        :raises InvalidArgumentError: the piece does not fit the framing (past the
+            ``Content-Length``, a body on a 204 or 304, or the end before all the
+            ``Content-Length`` was sent); nothing changed: a fitting piece may follow.
+        """
+        after = transition(self._state, Action.REJECT_END if end else Action.REJECT_BODY)
+        handshake = self._handshake
+        assert handshake is not None
+        self._out.append(handshake.reject_body(bytes(data), end))
+        self._state = after
+        if end:
+            self._handshake = None
 
 
 class ClientConnection(Connection):

@@ -359,9 +359,10 @@ class PerMessageDeflateCodec(ExtensionCodec):
                 reason="invalid compressed data",
             ) from None
         if len(out) > max_size:
+            # The connection rewords this with the whole message's figures.
             raise RemoteProtocolError(
-                f"compressed message inflates past the limit of {max_size} more bytes "
-                "(max_message_size; RFC 6455 §10.4)",
+                f"compressed data inflates past the {max_size} bytes its message may still "
+                "take (the limit counts inflated bytes: RFC 7692 §7.2.2, RFC 6455 §10.4)",
                 close_code=1009,
             )
         if inflater.eof:

@@ -150,8 +150,8 @@ class FrameReader:
 
     :param expect_masked: ``True`` on the server (clients must mask, §5.1), ``False`` on the
         client (servers must not).
-    :param max_frame_size: the largest payload accepted; a larger declared length fails with
-        1009 before any of the payload is buffered.
+    :param max_frame_size: the largest payload accepted on the wire; a larger declared length
+        fails with 1009 before any of the payload is buffered.
     :param rsv_allowed: the RSV bits that negotiated extensions claim (§5.2, §9).
     """
 
@@ -333,7 +333,8 @@ def _fault_error(fault: Fault, expect_masked: bool, max_size: int) -> RemoteProt
         return _error("fragmented control frame (RFC 6455 §5.5)")
     return _error(
         f"frame payload of {value} bytes exceeds the limit of {max_size} bytes "
-        "(max_frame_size, which is at most max_message_size; RFC 6455 §10.4)",
+        "(max_frame_size, at most max_message_size, with room for permessage-deflate's "
+        "expansion when agreed; RFC 6455 §10.4)",
         1009,
         "frame too big",
     )

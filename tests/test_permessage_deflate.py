@@ -720,6 +720,14 @@ class TestWindowBitsValues:
         with pytest.raises(ValueError):
             PerMessageDeflate(**kwargs)  # type: ignore[arg-type]
 
+    def test_min_size_is_checked(self) -> None:
+        # Issue 17 item 1: every size setting is checked when given, not when first used.
+        with pytest.raises(ValueError, match="min_size must not be negative"):
+            PerMessageDeflate(min_size=-1)
+        with pytest.raises(TypeError, match="min_size must be an int"):
+            PerMessageDeflate(min_size=1.5)  # type: ignore[arg-type]
+        assert PerMessageDeflate(min_size=2**100).min_size == 2**100  # never compresses
+
 
 class TestClientValidatesTheResponse:
     """A response the client did not offer, or an invalid one, fails the connection (§7.1)."""

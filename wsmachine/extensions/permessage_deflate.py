@@ -136,6 +136,10 @@ class PerMessageDeflate(Extension):
         self.client_max_window_bits = _window_bits(client_max_window_bits, "client_max_window_bits")
         if not 0 <= compress_level <= 9 or not 1 <= mem_level <= 9 or not 9 <= window_bits <= 15:
             raise ValueError("compress_level must be 0-9, mem_level 1-9, window_bits 9-15")
+        if not isinstance(min_size, int) or isinstance(min_size, bool):
+            raise TypeError(f"min_size must be an int, not {type(min_size).__name__}")
+        if min_size < 0:
+            raise ValueError(f"min_size must not be negative, not {min_size}")
         self.compress_level = compress_level
         self.mem_level = mem_level
         self.window_bits = window_bits

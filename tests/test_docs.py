@@ -7,11 +7,14 @@ then stopped. The build runs with warnings as errors, like CI.
 
 from __future__ import annotations
 
+import ast
 import os
 import queue
+import re
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -252,6 +255,52 @@ def test_server_example_with_an_independent_client(server_url: str) -> None:
         assert ws.recv(timeout=TIMEOUT) == "from websockets"
         ws.send(b"\x01\x02")
         assert ws.recv(timeout=TIMEOUT) == b"\x01\x02"
+
+
+# --------------------------------------------------------------------------------------------
+# Snippets in the pages
+# --------------------------------------------------------------------------------------------
+
+#: Pages whose Python blocks are whole programs: each block imports or defines every name it
+#: uses, and its imports work (a renamed or removed name, like the old ``same_origin``, fails).
+SELF_CONTAINED = ("howto/adapters.rst", "tutorial-browser.rst", "index.rst")
+
+
+#: Undefined names only, whatever the project's ruff settings.
+RUFF_F821 = (sys.executable, "-m", "ruff", "check", "--isolated", "--select", "F821")
+
+
+def python_blocks(page: str) -> list[str]:
+    """The ``code-block:: python`` blocks of a page, dedented."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    blocks = re.findall(
+        r"^\.\. code-block:: python\n\n((?:(?:[ ]+.*)?\n)+)", text, flags=re.MULTILINE
+    )
+    return [textwrap.dedent(block).strip("\n") + "\n" for block in blocks]
+
+
+@pytest.mark.parametrize("page", SELF_CONTAINED)
+def test_page_snippets_import_what_they_use(page: str) -> None:
+    pytest.importorskip("ruff", reason="ruff is not installed (pip install wsmachine[test])")
+    blocks = python_blocks(page)
+    assert blocks, f"no Python blocks in {page}"
+    for block in blocks:
+        undefined = subprocess.run(
+            [*RUFF_F821, "--output-format", "concise", "--stdin-filename", "snippet.py", "-"],
+            input=block,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert undefined.returncode == 0, f"{page}:\n{undefined.stdout}\n{block}"
+        for node in ast.walk(ast.parse(block)):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                statement = ast.unparse(node)
+                try:
+                    exec(statement, {})  # the page's own import line, alone
+                except ImportError as exc:
+                    pytest.fail(f"{page}: {statement!r} fails: {exc}")
 
 
 # --------------------------------------------------------------------------------------------

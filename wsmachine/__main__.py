@@ -2,27 +2,39 @@
 
 ``serve`` runs the demo chat server (:mod:`wsmachine.demo`): a page at ``/`` for a browser and
 WebSocket upgrades on the same port. ``client URL`` is an interactive line client: each line
-typed (or piped in) is sent as a text message, and every message received is printed.
+typed (or piped in) is sent as a text message, and every message received is printed (marked
+``< `` when the output is a terminal, as is when it is piped). Its exit status is 0 when the
+connection ends with 1000, 1 otherwise.
 
 ``demo`` runs a whole WebSocket conversation between a :class:`~wsmachine.ClientConnection`
 and a :class:`~wsmachine.ServerConnection` in memory, printing the bytes on the wire and the
 events each side sees. It shows the sans-IO API with no sockets at all.
+
+Errors are one line on stderr; the exit status is 2 for a usage error, 1 for a failure.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import errno
+import os
 import queue
+import socket
+import ssl
 import sys
 import threading
 import time
 from collections.abc import Sequence
+from typing import NoReturn
+from urllib.parse import urlsplit
 
 from . import (
     Accepted,
     Binary,
     ClientConnection,
     Close,
+    CloseCode,
     Connection,
     Event,
     Handshake,
@@ -34,10 +46,94 @@ from .adapters import ConnectionClosed, HandshakeError
 from .adapters.blocking import connect
 from .demo import serve as run_server
 
+#: The help text: the module docstring is for Sphinx, this is for a terminal.
+DESCRIPTION = """\
+Try wsmachine, a sans-IO WebSocket library, from a terminal.
+
+  serve    the demo chat server: a page at / for a browser, WebSockets on the same port
+  client   a line client: sends each line typed or piped in, prints each message received
+  demo     a client and a server talking in memory, with the bytes on the wire
+
+Errors are one line on stderr; the exit status is 2 for a usage error, 1 for a failure.
+"""
+
+SERVE_DESCRIPTION = """\
+The demo chat server: a page at / for a browser, WebSocket upgrades at /ws on the same port.
+Every message goes to every client (--echo: back to its sender only). Ctrl-C stops it, closing
+every connection with 1001.
+"""
+
+CLIENT_DESCRIPTION = """\
+Send each line typed (or piped in) as a text message and print each message received:
+binary ones as their size and first bytes. On a terminal, received lines start with "< " so
+they stand apart from typed ones; piped output is the messages as they are. When the input
+ends, the client waits for the answers (--wait), then closes with 1000.
+
+Exit status: 0 when the connection ends with 1000, 1 when it ends otherwise (the server's
+1001 or 1009, an error: the code and reason are printed) or cannot open, 2 for a usage error.
+"""
+
+#: The widest line ``demo`` prints; longer values are cut where a piece ends, marked "...".
+DEMO_WIDTH = 100
+#: Fields this short are shown whole, even on a line over ``DEMO_WIDTH``.
+SHORT_FIELD = 24
+
+
+def _fit(value: object, room: int) -> str:
+    """``repr(value)`` in at most about ``room`` characters, cut between whole pieces.
+
+    A string is cut between characters and a sequence between items, so what is shown stays
+    well formed; ``...`` marks what was left out.
+    """
+    text = repr(value)
+    if len(text) <= room:
+        return text
+    if isinstance(value, str | bytes):
+        low, high = 0, len(value)  # the longest prefix whose repr fits with the "..."
+        while low < high:
+            middle = (low + high + 1) // 2
+            if len(repr(value[:middle])) + 3 <= room:
+                low = middle
+            else:
+                high = middle - 1
+        return repr(value[:low]) + "..."
+    if isinstance(value, tuple | list):
+        shown: list[str] = []
+        used = len("(...)")
+        for item in value:
+            piece = repr(item)
+            if used + len(piece) + 2 > room:
+                break
+            shown.append(piece)
+            used += len(piece) + 2
+        brackets = "()" if isinstance(value, tuple) else "[]"
+        return brackets[0] + ", ".join([*shown, "..."]) + brackets[1]
+    return f"{type(value).__name__}(...)"
+
+
+def _show_event(event: Event, room: int) -> str:
+    """An event as its repr, its longest fields shortened until the whole fits ``room``."""
+    values = {field.name: getattr(event, field.name) for field in dataclasses.fields(event)}
+    shown = {name: repr(value) for name, value in values.items()}
+
+    def render() -> str:
+        inner = ", ".join(f"{name}={text}" for name, text in shown.items())
+        return f"{type(event).__name__}({inner})"
+
+    while (excess := len(render()) - room) > 0:
+        name = max(shown, key=lambda key: len(shown[key]))
+        if len(shown[name]) <= SHORT_FIELD:
+            break  # cutting a short field would hide more than it saves
+        shorter = _fit(values[name], max(len(shown[name]) - excess, SHORT_FIELD))
+        if len(shorter) >= len(shown[name]):
+            break
+        shown[name] = shorter
+    return render()
+
 
 def _wire(direction: str, data: bytes) -> None:
-    shown = data if len(data) <= 60 else data[:57] + b"..."
-    print(f"  {direction} {len(data):5d} bytes  {shown!r}")
+    head = f"  {direction} {len(data):5d} bytes  "
+    print(head + _fit(data, DEMO_WIDTH - len(head)))
 
 
 def _carry(sender: Connection, receiver: Connection, direction: str) -> list[Event]:
@@ -47,7 +143,8 @@ def _carry(sender: Connection, receiver: Connection, direction: str) -> list[Eve
     _wire(direction, data)
     events = receiver.receive_data(data)
     for event in events:
-        print(f"  {'server' if direction == '->' else 'client'} sees {event!r:.110}")
+        head = f"  {'server' if direction == '->' else 'client'} sees "
+        print(head + _show_event(event, DEMO_WIDTH - len(head)))
     return events
 
 
@@ -90,6 +187,43 @@ def demo() -> int:
 
 #: After the input ends, the client waits at most this long in all for more messages.
 MAX_WAIT_AFTER_INPUT = 30.0
+#: Marks a received message's line on a terminal, apart from the lines typed.
+RECEIVED_MARK = "< "
+
+
+def _one_line(text: str) -> str:
+    """``text`` with every run of whitespace, newlines included, as one space."""
+    return " ".join(text.split())
+
+
+def _code_name(code: int) -> str:
+    """``1001 (going away)``: a close code and its registered name, if it has one."""
+    try:
+        return f"{code} ({CloseCode(code).name.lower().replace('_', ' ')})"
+    except ValueError:
+        return str(code)
+
+
+def _why_not_connected(url: str, exc: BaseException) -> str:
+    """One line on why the connection did not open, with a hint where one helps."""
+    if isinstance(exc, ssl.SSLError):
+        if exc.reason == "WRONG_VERSION_NUMBER":  # the answer was not TLS: plain HTTP, say
+            plain = "ws://" + url.split("://", 1)[1]
+            return f"the server does not speak TLS (wss://); try {plain}"
+        return f"TLS failed: {exc.reason or exc}"
+    if isinstance(exc, OSError) and exc.errno is not None and exc.strerror:
+        return exc.strerror  # without the "[Errno 111]"
+    return str(exc) or type(exc).__name__
+
+
+def _how_it_ended(closed: ConnectionClosed, by_server: bool) -> str:
+    """One line: who closed, the code and its name, the reason, the error if any."""
+    reason = f" {closed.reason!r}" if closed.reason else ""
+    if closed.error is not None:
+        error = _one_line(f"{type(closed.error).__name__}: {closed.error}")
+        return f"connection failed: {_code_name(closed.code)}{reason}; {error}"
+    who = "the server closed the connection" if by_server else "closed"
+    return f"{who}: {_code_name(closed.code)}{reason}"
 
 
 def client(
@@ -100,19 +234,27 @@ def client(
     timeout: float = 10.0,
     wait: float = 0.5,
 ) -> int:
-    """Run the line client; return the exit status (0 after a clean close).
+    """Run the line client; return the exit status: 0 when the connection ends with 1000.
 
     When the input ends, it keeps printing messages until none came for ``wait`` seconds,
-    then closes with 1000.
+    then closes with 1000. On a terminal, received lines start with :data:`RECEIVED_MARK`.
     """
     try:
         ws = connect(url, origin=origin, subprotocols=subprotocols, open_timeout=timeout)
     except (HandshakeError, OSError, ValueError) as exc:
-        print(f"cannot connect to {url}: {exc}", file=sys.stderr)
+        print(
+            f"cannot connect to {url}: {_one_line(_why_not_connected(url, exc))}", file=sys.stderr
+        )
         return 1
     chosen = f" (subprotocol {ws.subprotocol})" if ws.subprotocol else ""
     print(f"connected to {url}{chosen}; type lines to send, end with Ctrl-D", file=sys.stderr)
-    ended: list[ConnectionClosed] = []
+    if subprotocols and ws.subprotocol is None:
+        offered = ", ".join(subprotocols)
+        print(
+            f"warning: the server chose none of the subprotocols offered ({offered})",
+            file=sys.stderr,
+        )
+    mark = RECEIVED_MARK if sys.stdout.isatty() else ""  # piped output stays the bare messages
     last_message = [time.monotonic()]
 
     def show() -> None:
@@ -120,11 +262,14 @@ def client(
             for message in ws:
                 last_message[0] = time.monotonic()
                 if isinstance(message, str):
-                    print(message, flush=True)
+                    print(f"{mark}{message}", flush=True)
                 else:
-                    print(f"[binary, {len(message)} bytes] {message[:32].hex()}", flush=True)
-        except ConnectionClosed as closed:
-            ended.append(closed)
+                    hexed = message[:32].hex()
+                    print(f"{mark}[binary, {len(message)} bytes] {hexed}", flush=True)
+        except ConnectionClosed:
+            pass  # ws.closed tells how, after close() below
+        except BrokenPipeError:
+            pass  # the reader of our output went away: close below
 
     printer = threading.Thread(target=show, name="printer", daemon=True)
     printer.start()
@@ -156,58 +301,166 @@ def client(
             except ConnectionClosed:
                 break
     except KeyboardInterrupt:
-        pass
+        pass  # Ctrl-C: a normal end, closed with 1000 below
+    by_server = not printer.is_alive()  # the messages ended before this side closed
     ws.close()
     printer.join(5.0)
     closed = ws.closed
-    if closed is not None:
-        print(closed, file=sys.stderr)
-    return 0 if closed is not None and closed.error is None else 1
+    if closed is None:  # close() gave up waiting for the connection's thread
+        print("connection failed: the close did not finish", file=sys.stderr)
+        return 1
+    print(_how_it_ended(closed, by_server), file=sys.stderr)
+    return 0 if closed.error is None and closed.code == 1000 else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse the command line and run the chosen command."""
-    parser = argparse.ArgumentParser(prog="python -m wsmachine", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("demo", help="run a client and a server in memory and show the wire")
-    serve = commands.add_parser(
-        "serve", help="run the demo chat server: a page for a browser and WebSockets"
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr, with exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``prog: message (see --help)`` and exit with status 2."""
+        self.exit(2, f"{self.prog}: {_one_line(message)} (see {self.prog} --help)\n")
+
+
+def _port(text: str) -> int:
+    """A TCP port for argparse: 0 to 65535 (0: the system picks a free one)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is not in 0-65535 (0: any free port)")
+    return port
+
+
+def _seconds(text: str) -> float:
+    """A duration for argparse: a number of seconds, not negative."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a duration in seconds")
+    return seconds
+
+
+def _ws_url(text: str) -> str:
+    """A WebSocket URL for argparse: ``ws://`` or ``wss://`` and a host."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"not a ws:// or wss:// URL: {text!r}")
+    try:
+        parts.port  # noqa: B018 - checks the port
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad port in {text!r}") from None
+    return text
+
+
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why the server cannot listen on ``host``:``port``, as one line; ``None`` if it can.
+
+    Trying here, before the demo server binds, lets the message say what to do instead; a
+    port taken in between still gets the server's own report.
+    """
+    try:
+        socket.create_server((host, port)).close()
+    except OSError as exc:
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        # create_server() appends "(while attempting to bind on address ...)": drop it.
+        reason = (exc.strerror or str(exc)).split(" (while attempting", 1)[0]
+        if exc.errno is not None and exc.errno < 0:  # a getaddrinfo() error: the name
+            hint = "check --host"
+        elif exc.errno == errno.EADDRINUSE:
+            hint = "try --port 0 for a free port"
+        elif exc.errno == errno.EACCES:
+            hint = "ports below 1024 need privileges: try --port 0 for a free port"
+        else:
+            hint = "check --host and --port"
+        return f"cannot listen on {shown}: {reason}; {hint}"
+    return None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m wsmachine",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=12345, help="port (0: any free port)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "demo",
+        help="run a client and a server in memory and show the wire",
+        description="Run a WebSocket conversation in memory; print the bytes and the events.",
+    )
+    serve = commands.add_parser(
+        "serve",
+        help="run the demo chat server: a page for a browser and WebSockets",
+        description=SERVE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--port", type=_port, default=12345, help="port (default: %(default)s; 0: any free port)"
+    )
     serve.add_argument(
         "--echo", action="store_true", help="send each message back to its sender only"
     )
     serve.add_argument("--no-deflate", action="store_true", help="do not accept permessage-deflate")
     line_client = commands.add_parser(
-        "client", help="an interactive client: send typed or piped lines, print messages"
+        "client",
+        help="an interactive client: send typed or piped lines, print messages",
+        description=CLIENT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    line_client.add_argument("url", help="e.g. ws://127.0.0.1:12345/ws")
-    line_client.add_argument("--origin", help="the Origin header to send")
+    line_client.add_argument("url", type=_ws_url, help="e.g. ws://127.0.0.1:12345/ws")
+    line_client.add_argument("--origin", help="the Origin header to send (default: none)")
     line_client.add_argument(
-        "--subprotocol", action="append", default=[], help="a subprotocol to offer (repeatable)"
+        "--subprotocol",
+        action="append",
+        default=[],
+        help="a subprotocol to offer (repeatable; a warning tells when the server chose none)",
     )
     line_client.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds for the opening handshake"
+        "--timeout",
+        type=_seconds,
+        default=10.0,
+        help="seconds for the opening handshake (default: %(default)s)",
     )
     line_client.add_argument(
         "--wait",
-        type=float,
+        type=_seconds,
         default=0.5,
-        help="when the input ends, close once no message came for this long (seconds)",
+        help="when the input ends, close once no message came for this long "
+        "(default: %(default)s seconds)",
     )
-    args = parser.parse_args(argv)
-    if args.command == "serve":
-        return run_server(args.host, args.port, echo=args.echo, deflate=not args.no_deflate)
-    if args.command == "client":
-        return client(
-            args.url,
-            origin=args.origin,
-            subprotocols=args.subprotocol,
-            timeout=args.timeout,
-            wait=args.wait,
-        )
-    return demo()
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run the chosen command; return the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            if problem := _cannot_listen(args.host, args.port):
+                print(problem, file=sys.stderr)
+                return 1
+            return run_server(args.host, args.port, echo=args.echo, deflate=not args.no_deflate)
+        if args.command == "client":
+            return client(
+                args.url,
+                origin=args.origin,
+                subprotocols=args.subprotocol,
+                timeout=args.timeout,
+                wait=args.wait,
+            )
+        return demo()
+    except BrokenPipeError:
+        # The reader of our output left (``| head``): no traceback, and none at exit either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C before a command could handle it (the shell's 128 + SIGINT)
 
 
 if __name__ == "__main__":

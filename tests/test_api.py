@@ -253,6 +253,7 @@ def test_states() -> None:
         "CLOSING",
         "REMOTE_CLOSING",
         "CLOSED",
+        "REJECTING",
         "REJECTED",
     ]
 

@@ -221,6 +221,94 @@ def test_plain_request_can_be_answered_after_a_bad_attempt() -> None:
     assert conn.next_event() == h11.Data(data=b"ok")
 
 
+# -- 2b. a streamed rejection: head, body pieces, end ---------------------------------------------
+
+
+def test_streamed_rejection_sends_each_piece_as_it_comes_and_ends_the_connection() -> None:
+    server, event = waiting()
+    server.reject_start(event, status=401, headers=[("Content-Type", "text/plain")])
+    assert server.state is State.REJECTING
+    assert server.request is None
+    head = server.data_to_send()
+    assert head.startswith(b"HTTP/1.1 401 ") and head.endswith(b"\r\n\r\n")
+    assert b"Transfer-Encoding: chunked" in head and b"Connection: close" in head
+    assert not server.should_close() and not server.close_expected()
+    server.reject_body(b"den")
+    assert server.data_to_send() == b"3\r\nden\r\n"
+    assert server.state is State.REJECTING and not server.should_close()
+    server.reject_body(b"ied", end=True)
+    tail = server.data_to_send()
+    assert server.state is State.REJECTED and server.should_close()
+    response = parse_response(head + b"3\r\nden\r\n" + tail)
+    assert (response.status, response.body) == (401, b"denied")
+
+
+def test_streamed_rejection_with_a_content_length() -> None:
+    server, event = waiting()
+    server.reject_start(event, status=403, headers=[("Content-Length", "6")])
+    server.reject_body(b"for")
+    with pytest.raises(InvalidArgumentError):
+        server.reject_body(b"bidden")  # past the Content-Length
+    with pytest.raises(InvalidArgumentError):
+        server.reject_body(b"b", end=True)  # ends short of it
+    assert server.state is State.REJECTING  # nothing changed: a fitting piece may follow
+    server.reject_body(b"bid", end=True)
+    response = parse_response(server.data_to_send())
+    assert (response.status, response.body) == (403, b"forbid")
+    assert server.should_close()
+
+
+def test_streamed_rejection_checks_its_arguments_before_writing() -> None:
+    server, event = waiting()
+    for status in (101, 199, 600):
+        with pytest.raises(InvalidArgumentError):
+            server.reject_start(event, status=status)
+    with pytest.raises(InvalidArgumentError):
+        server.reject_start(event, headers=[("Bad Name", "v")])
+    assert server.state is State.CONNECTING and server.data_to_send() == b""
+    server.reject_start(event, status=404)  # a valid one still goes out
+    assert server.data_to_send().startswith(b"HTTP/1.1 404 ")
+
+
+def test_streamed_rejection_calls_out_of_order_are_state_errors() -> None:
+    server, event = waiting()
+    with pytest.raises(LocalProtocolError) as before:
+        server.reject_body(b"x")
+    assert not isinstance(before.value, ValueError)
+    server.reject_start(event)
+    with pytest.raises(LocalProtocolError):
+        server.accept(event)  # type: ignore[arg-type]
+    with pytest.raises(LocalProtocolError):
+        server.reject_start(event)
+    server.reject_body(end=True)
+    with pytest.raises(LocalProtocolError):
+        server.reject_body(b"more")
+
+
+def test_streamed_rejection_to_head_sends_no_body() -> None:
+    server, event = waiting(b"HEAD /page HTTP/1.1\r\nHost: x\r\n\r\n")
+    server.reject_start(event, status=200)
+    server.reject_body(b"not for HEAD", end=True)
+    assert b"not for HEAD" not in server.data_to_send()
+
+
+def test_streamed_rejection_goes_on_after_the_peer_half_closes() -> None:
+    """The peer's end of stream while the body streams is a half-close: the body goes on,
+    and the session closes only once it has ended."""
+    from wsmachine.adapters.session import Session
+
+    session = Session.server(ServerOptions(), 0.0)
+    (event,) = session.receive_data(request(), 0.0)
+    assert isinstance(event, Handshake)
+    session.respond_start(event, 403, [], 0.0)
+    session.receive_eof(0.0)
+    assert not session.should_close()
+    session.respond_body(b"late", 0.0, end=True)
+    data = session.data_to_send()
+    assert data.endswith(b"4\r\nlate\r\n0\r\n\r\n")
+    assert session.should_send_eof() or session.should_close()
+
+
 # -- 4. argument errors are ValueErrors, state errors are not ---------------------------------
 
 

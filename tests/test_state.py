@@ -20,6 +20,8 @@ EXPECTED: dict[tuple[State, Action], State] = {
     # §4.2.2 server answers the handshake; §4.1 client reads the answer; EOF during handshake.
     (S.CONNECTING, A.ACCEPT): S.OPEN,
     (S.CONNECTING, A.REJECT): S.REJECTED,
+    # A rejection whose body is streamed: head, pieces, end (an embedder's ASGI denial).
+    (S.CONNECTING, A.REJECT_START): S.REJECTING,
     (S.CONNECTING, A.RECEIVE_ACCEPT): S.OPEN,
     (S.CONNECTING, A.RECEIVE_REJECT): S.REJECTED,
     (S.CONNECTING, A.RECEIVE_EOF): S.CLOSED,
@@ -43,6 +45,10 @@ EXPECTED: dict[tuple[State, Action], State] = {
     (S.CLOSING, A.RECEIVE_CLOSE): S.CLOSED,
     (S.CLOSING, A.FAIL): S.CLOSED,
     (S.CLOSING, A.RECEIVE_EOF): S.CLOSED,
+    # The body goes on after the peer's end of stream (a half-close), and ends once.
+    (S.REJECTING, A.REJECT_BODY): S.REJECTING,
+    (S.REJECTING, A.REJECT_END): S.REJECTED,
+    (S.REJECTING, A.RECEIVE_EOF): S.REJECTING,
     # Terminal states only see the stream end.
     (S.CLOSED, A.RECEIVE_EOF): S.CLOSED,
     (S.REJECTED, A.RECEIVE_EOF): S.REJECTED,
@@ -51,7 +57,16 @@ EXPECTED: dict[tuple[State, Action], State] = {
 ALL_PAIRS = list(itertools.product(State, Action))
 ALLOWED = [pair for pair in ALL_PAIRS if pair in EXPECTED]
 FORBIDDEN = [pair for pair in ALL_PAIRS if pair not in EXPECTED]
-USER_ACTIONS = {A.ACCEPT, A.REJECT, A.SEND_DATA, A.SEND_CONTROL, A.SEND_CLOSE}
+USER_ACTIONS = {
+    A.ACCEPT,
+    A.REJECT,
+    A.REJECT_START,
+    A.REJECT_BODY,
+    A.REJECT_END,
+    A.SEND_DATA,
+    A.SEND_CONTROL,
+    A.SEND_CLOSE,
+}
 # Only the owed Close is sent by the machine itself, from REMOTE_CLOSING.
 MACHINE_ACTIONS = {A.SEND_OWED_CLOSE}
 
@@ -67,8 +82,8 @@ class TestTable:
         assert TRANSITIONS == EXPECTED
 
     def test_walk_covers_every_pair(self) -> None:
-        assert len(ALL_PAIRS) == len(State) * len(Action) == 66
-        assert len(ALLOWED) == 21
+        assert len(ALL_PAIRS) == len(State) * len(Action) == 98
+        assert len(ALLOWED) == 25
         assert len(ALLOWED) + len(FORBIDDEN) == len(ALL_PAIRS)
 
 
@@ -145,8 +160,10 @@ class TestRFCRules:
         with pytest.raises(LocalProtocolError, match="only a connection in REMOTE_CLOSING"):
             transition(state, A.SEND_OWED_CLOSE)
 
-    @pytest.mark.parametrize("action", [A.ACCEPT, A.REJECT])
-    @pytest.mark.parametrize("state", [S.OPEN, S.CLOSING, S.REMOTE_CLOSING, S.CLOSED, S.REJECTED])
+    @pytest.mark.parametrize("action", [A.ACCEPT, A.REJECT, A.REJECT_START])
+    @pytest.mark.parametrize(
+        "state", [S.OPEN, S.CLOSING, S.REMOTE_CLOSING, S.CLOSED, S.REJECTING, S.REJECTED]
+    )
     def test_rfc_4_2_2_handshake_answered_once(self, state: State, action: Action) -> None:
         with pytest.raises(LocalProtocolError, match=r"§4\.2\.2"):
             transition(state, action)
@@ -154,10 +171,11 @@ class TestRFCRules:
     @pytest.mark.parametrize("state", list(State))
     def test_eof_is_accepted_in_every_state(self, state: State) -> None:
         # The peer can always drop the TCP connection; that is never a local misuse. Only a
-        # connection that still owes its Close keeps owing it: the Close may yet be written.
+        # connection that still owes its Close keeps owing it: the Close may yet be written;
+        # a streamed rejection's body may still be written too.
         target = transition(state, A.RECEIVE_EOF)
-        if state is S.REMOTE_CLOSING:
-            assert target is S.REMOTE_CLOSING
+        if state in (S.REMOTE_CLOSING, S.REJECTING):
+            assert target is state
         else:
             assert target in (S.CLOSED, S.REJECTED)
 

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import h11
 import pytest
 
 pytest.importorskip("uvicorn")
@@ -242,6 +243,74 @@ def test_denial_response_and_errors(http: str) -> None:
             assert await status_of(port, "/deny") == (401, b"no entry")
             assert (await status_of(port, "/forbid"))[0] == 403
             assert await status_of(port, "/fail") == (500, b"Internal Server Error")
+
+    run(main())
+
+
+@pytest.mark.parametrize("http", HTTP_PARSERS)
+def test_denial_body_is_streamed_as_the_app_sends_it(http: str) -> None:
+    """A denial in several pieces leaves piece by piece (chunked): the client reads the
+    first before the application sends the second. An application that stops before the
+    last piece leaves the response unfinished (no last chunk), not passed off as whole."""
+    first_read = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.http.response.start", "status": 403, "headers": []})
+        await send({"type": "websocket.http.response.body", "body": b"wait", "more_body": True})
+        if scope["path"] == "/cut":
+            return
+        async with asyncio.timeout(TIMEOUT):
+            await first_read.wait()
+        await send({"type": "websocket.http.response.body", "body": b" for it"})
+
+    writers: list[asyncio.StreamWriter] = []
+
+    async def upgrade(port: int, path: str) -> tuple[asyncio.StreamReader, h11.Connection]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writers.append(writer)
+        client = h11.Connection(h11.CLIENT)
+        headers = [
+            ("Host", f"127.0.0.1:{port}"),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("Sec-WebSocket-Version", "13"),
+        ]
+        writer.write(client.send(h11.Request(method="GET", target=path, headers=headers)) or b"")
+        writer.write(client.send(h11.EndOfMessage()) or b"")
+        return reader, client
+
+    async def next_event(reader: asyncio.StreamReader, client: h11.Connection) -> Any:
+        while True:
+            event = client.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            client.receive_data(await reader.read(65536))
+
+    async def main() -> None:
+        try:
+            await streamed()
+        finally:
+            for writer in writers:
+                writer.close()
+
+    async def streamed() -> None:
+        async with serve(app, http) as (_, port):
+            reader, client = await upgrade(port, "/stream")
+            head = await next_event(reader, client)
+            assert isinstance(head, h11.Response) and head.status_code == 403
+            assert (b"transfer-encoding", b"chunked") in head.headers
+            assert (await next_event(reader, client)).data == b"wait"
+            first_read.set()
+            assert (await next_event(reader, client)).data == b" for it"
+            assert isinstance(await next_event(reader, client), h11.EndOfMessage)
+
+            reader, client = await upgrade(port, "/cut")
+            assert isinstance(await next_event(reader, client), h11.Response)
+            assert (await next_event(reader, client)).data == b"wait"
+            with pytest.raises(h11.RemoteProtocolError):  # the stream ends mid-body
+                await next_event(reader, client)
 
     run(main())
 

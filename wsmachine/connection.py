@@ -975,9 +975,9 @@ class ServerConnection(Connection):
         (:meth:`reject_body`), as ASGI's ``websocket.http.response.start`` and ``.body``.
 
         The state is :attr:`~wsmachine.State.REJECTING` until the body ends:
-        :meth:`should_close` stays false meanwhile. Without a ``Content-Length`` among
-        ``headers`` the body is sent chunked (to an HTTP/1.0 client: until the connection
-        ends). ``Connection: close`` is added.
+        :meth:`~wsmachine.Connection.should_close` stays false meanwhile. Without a
+        ``Content-Length`` among ``headers`` the body is sent chunked (to an HTTP/1.0 client:
+        until the connection ends). ``Connection: close`` is added.
 
         :raises LocalProtocolError: no request is waiting.
         :raises InvalidArgumentError: as :meth:`reject`; nothing changed.
@@ -990,7 +990,7 @@ class ServerConnection(Connection):
 
     def reject_body(self, data: bytes = b"", *, end: bool = False) -> None:
         """Send the next piece of the body :meth:`reject_start` began; ``end=True`` ends it
-        (and the connection: :meth:`should_close` turns true).
+        (and the connection: :meth:`~wsmachine.Connection.should_close` turns true).
 
         :raises LocalProtocolError: no rejection is being streamed (before
             :meth:`reject_start`, or after the end).

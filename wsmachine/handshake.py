@@ -371,17 +371,16 @@ class ServerHandshake:
         )
         return _h11_send(self._h11, response)
 
-    def _response(self, status: int, headers: HeaderInput, body: bytes) -> h11.Response:
-        """The head of a final response carrying ``body``."""
+    def _response(self, status: int, headers: HeaderInput, body: bytes | None) -> h11.Response:
+        """The head of a final response carrying ``body`` (``None``: a body streamed after
+        the head, of a length not known yet)."""
         check_final_status(status)
         encoded = _encode_headers(headers)
         names = {name.lower() for name, _ in encoded}
         # No Content-Length on a 204 (RFC 9110 §8.6) or a 304 (it would describe the
         # representation, §15.4.5).
-        if status not in _NO_BODY_STATUSES and not names & {
-            b"content-length",
-            b"transfer-encoding",
-        }:
+        framed = bool(names & {b"content-length", b"transfer-encoding"})
+        if body is not None and status not in _NO_BODY_STATUSES and not framed:
             encoded.append((b"Content-Length", str(len(body)).encode("ascii")))
         if b"connection" not in names:
             encoded.append((b"Connection", b"close"))
@@ -404,6 +403,42 @@ class ServerHandshake:
             header is invalid, or the body does not fit the framing (its Content-Length, or
             none allowed); nothing changed.
         """
+        self._check_status(status)
+        parts: list[h11.Event] = [self._response(status, headers, body), *self._body(body)]
+        parts.append(h11.EndOfMessage())
+        return self._send(*parts)
+
+    @_caller_input()
+    def reject_start(self, status: int, headers: HeaderInput) -> bytes:
+        """Return the head of a response whose body follows (:meth:`reject_body`).
+
+        Unless ``headers`` frame the body (``Content-Length``), h11 does: chunked to an
+        HTTP/1.1 client, up to the end of the connection to an HTTP/1.0 one (RFC 9112 §6).
+
+        :raises InvalidArgumentError: as :meth:`reject`; nothing changed.
+        """
+        self._check_status(status)
+        return self._send(self._response(status, headers, None))
+
+    @_caller_input()
+    def reject_body(self, data: bytes, end: bool) -> bytes:
+        """Return the next piece of the body :meth:`reject_start` began, and its end when
+        ``end`` is true.
+
+        :raises InvalidArgumentError: the body would not fit its framing (more than its
+            ``Content-Length``, any body on a 204 or 304, or an end before all of it was
+            sent); nothing changed.
+        """
+        parts = self._body(data)
+        if end:
+            parts.append(h11.EndOfMessage())
+        return self._send(*parts)
+
+    def _body(self, data: bytes) -> list[h11.Event]:
+        # No body goes to a HEAD request (RFC 9110 §9.3.2), whatever the headers say.
+        return [h11.Data(data=data)] if data and self._method != b"HEAD" else []
+
+    def _check_status(self, status: int) -> None:
         check_final_status(status)
         # Checked before h11 sees it: h11 would take the 2xx for a tunnel and then refuse the
         # body and the end of the message, in words about its own states.
@@ -412,11 +447,6 @@ class ServerHandshake:
                 f"status {status} to CONNECT would turn the connection into a tunnel "
                 "(RFC 9110 §9.3.6): refuse it with an error status, such as 405 or 501"
             )
-        parts: list[h11.Event] = [self._response(status, headers, body)]
-        if body and self._method != b"HEAD":
-            parts.append(h11.Data(data=body))
-        parts.append(h11.EndOfMessage())
-        return self._send(*parts)
 
 
 #: Statuses whose response has no body (RFC 9110 §6.4.1).

@@ -30,6 +30,10 @@ class State(enum.Enum):
     REMOTE_CLOSING = "REMOTE_CLOSING"
     #: Both Close frames were exchanged, the connection failed, or the stream ended.
     CLOSED = "CLOSED"
+    #: Server: the head of an HTTP answer other than 101 is written and its body is being
+    #: streamed (``reject_start``, then ``reject_body``); the connection stays up until the
+    #: body ends.
+    REJECTING = "REJECTING"
     #: The opening handshake ended with an HTTP answer other than 101.
     REJECTED = "REJECTED"
 
@@ -41,6 +45,12 @@ class Action(enum.Enum):
     ACCEPT = "accept"
     #: Server: an HTTP answer other than 101 was written (``reject`` or a bad request).
     REJECT = "reject"
+    #: Server: the head of an HTTP answer other than 101 was written (``reject_start``).
+    REJECT_START = "start a rejection"
+    #: Server: a piece of that answer's body was written (``reject_body``).
+    REJECT_BODY = "send rejection body"
+    #: Server: that answer's body ended (``reject_body(..., end=True)``).
+    REJECT_END = "end the rejection"
     #: Client: a valid 101 arrived.
     RECEIVE_ACCEPT = "receive 101"
     #: Client: a non-101 answer, or an invalid 101, arrived.
@@ -69,6 +79,7 @@ _A = Action
 TRANSITIONS: dict[tuple[State, Action], State] = {
     (_S.CONNECTING, _A.ACCEPT): _S.OPEN,
     (_S.CONNECTING, _A.REJECT): _S.REJECTED,
+    (_S.CONNECTING, _A.REJECT_START): _S.REJECTING,
     (_S.CONNECTING, _A.RECEIVE_ACCEPT): _S.OPEN,
     (_S.CONNECTING, _A.RECEIVE_REJECT): _S.REJECTED,
     (_S.CONNECTING, _A.RECEIVE_EOF): _S.CLOSED,
@@ -91,12 +102,24 @@ TRANSITIONS: dict[tuple[State, Action], State] = {
     (_S.CLOSING, _A.FAIL): _S.CLOSED,
     (_S.CLOSING, _A.RECEIVE_EOF): _S.CLOSED,
     (_S.CLOSED, _A.RECEIVE_EOF): _S.CLOSED,
+    # The peer may end its stream while the body is still being written: it is finished.
+    (_S.REJECTING, _A.REJECT_BODY): _S.REJECTING,
+    (_S.REJECTING, _A.REJECT_END): _S.REJECTED,
+    (_S.REJECTING, _A.RECEIVE_EOF): _S.REJECTING,
     (_S.REJECTED, _A.RECEIVE_EOF): _S.REJECTED,
 }
+
+_STREAMED_REJECTION = (
+    "a rejection's body follows its head (reject_start) and ends once "
+    "(RFC 6455 §4.2.2, RFC 9112 §6)"
+)
 
 _RULES: dict[Action, str] = {
     _A.ACCEPT: "only a pending handshake can be accepted (RFC 6455 §4.2.2)",
     _A.REJECT: "only a pending handshake can be rejected (RFC 6455 §4.2.2)",
+    _A.REJECT_START: "only a pending handshake can be rejected (RFC 6455 §4.2.2)",
+    _A.REJECT_BODY: _STREAMED_REJECTION,
+    _A.REJECT_END: _STREAMED_REJECTION,
     _A.SEND_DATA: "data frames need an OPEN connection (or one that owes the peer its Close) "
     "and may not follow this side's Close frame (RFC 6455 §5.5.1)",
     _A.SEND_CONTROL: "Ping and Pong frames need an OPEN connection, or one waiting for the "

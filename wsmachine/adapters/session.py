@@ -72,6 +72,7 @@ _CONNECTING = State.CONNECTING
 _CLOSING = State.CLOSING
 _REMOTE_CLOSING = State.REMOTE_CLOSING
 _CLOSED = State.CLOSED
+_REJECTING = State.REJECTING
 _INF = float("inf")
 
 
@@ -312,6 +313,25 @@ class Session:
         conn.reject(request, status=response.status, headers=response.headers, body=response.body)
         self._after(now)
 
+    def respond_start(
+        self, request: Handshake | HTTPRequest, status: int, headers: HeaderInput, now: float
+    ) -> None:
+        """Start answering ``request`` with a response whose body follows in pieces
+        (:meth:`respond_body`); the connection stays up until the body ends. See
+        :meth:`~wsmachine.ServerConnection.reject_start`."""
+        conn = self.conn
+        assert isinstance(conn, ServerConnection)
+        conn.reject_start(request, status=status, headers=headers)
+        self._after(now)
+
+    def respond_body(self, data: bytes, now: float, *, end: bool = False) -> None:
+        """Send the next piece of the body :meth:`respond_start` began; ``end=True`` ends it
+        and the connection. See :meth:`~wsmachine.ServerConnection.reject_body`."""
+        conn = self.conn
+        assert isinstance(conn, ServerConnection)
+        conn.reject_body(data, end=end)
+        self._after(now)
+
     def answer(
         self,
         request: Handshake | HTTPRequest,
@@ -472,7 +492,10 @@ class Session:
         if self._stopped:
             return True
         if self._peer_eof:
-            return self.conn.state is not _REMOTE_CLOSING  # our owed Close is out first
+            # Our owed Close goes out first; a streamed HTTP answer ends first (the peer's
+            # end of stream is only a half-close).
+            state = self.conn.state
+            return state is not _REMOTE_CLOSING and state is not _REJECTING
         return self._eof_sent and self._linger_deadline == _INF
 
     def reading(self) -> bool:

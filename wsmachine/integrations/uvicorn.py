@@ -10,7 +10,7 @@ reads the upgrade request and hands the connection over: it builds this class wi
 ``(config, server_state, app_state)``, calls :meth:`~WSMachineProtocol.connection_made` and
 feeds it the request again, which wsmachine's machine parses and checks (RFC 6455 §4.2.1).
 The application answers it with ``websocket.accept``, ``websocket.close`` (403) or a denial
-response (``websocket.http.response.start`` and ``.body``).
+response (``websocket.http.response.start``, then ``.body`` in pieces, streamed as they come).
 
 uvicorn's settings map to :class:`~wsmachine.adapters.options.ServerOptions`:
 ``ws_max_size`` to ``max_message_size``, ``ws_max_queue`` to ``max_queue``,
@@ -47,6 +47,7 @@ from ..adapters.options import ServerOptions
 from ..adapters.session import Session
 from ..events import Binary, Handshake, HTTPRequest, Text
 from ..extensions.permessage_deflate import PerMessageDeflate
+from ..handshake import check_final_status
 from ..state import State
 
 __all__ = ["WSMachineProtocol", "server_options"]
@@ -131,7 +132,8 @@ class WSMachineProtocol(asyncio.Protocol):
 
         self._handshake: Handshake | None = None
         self._connect_delivered = False
-        self._denial: tuple[int, list[tuple[bytes, bytes]], bytearray] | None = None
+        self._denying = False  # a denial response is started (websocket.http.response.start)
+        self._denial_head: tuple[int, list[tuple[bytes, bytes]]] | None = None  # not sent yet
         self._answered = False  # the upgrade was accepted or refused (or is being refused)
         self._app_closed = False  # the application sent websocket.close
         self._leftover: deque[Message] = deque()  # messages the app may still take after close
@@ -219,7 +221,7 @@ class WSMachineProtocol(asyncio.Protocol):
             session.close(self.loop.time(), 1012)
             self._pump()
             return
-        if self._denial is None and self._handshake is not None and not self._answered:
+        if self._handshake is not None and not self._answered:
             self._respond_500()
         self._set_disconnect({"type": "websocket.disconnect", "code": 1006})
         self._close_transport()
@@ -316,28 +318,39 @@ class WSMachineProtocol(asyncio.Protocol):
             return
         if not self._answered:
             self._respond_500()
-        elif self._denial is not None:
+        elif self._denying:
             self._finish_denial()
         elif session.conn.state is State.OPEN and not self._app_closed:
             session.close(self.loop.time(), 1011, "internal error")
             self._pump()
 
     def _finish_denial(self) -> None:
-        """The app stopped before the last ``websocket.http.response.body``: send what it
-        gave (uvicorn's wsproto class has sent the head already by then)."""
-        denial = self._denial
+        """The app stopped before the last ``websocket.http.response.body``: close the
+        connection without the body's end, which tells the client the response is cut short
+        (RFC 9112 §8), rather than pass a part for the whole."""
         session = self.session
-        if denial is None or session is None or session.conn.state is not State.CONNECTING:
+        if session is None:
             return
-        status, headers, body = denial
+        if self._denial_head is None and session.conn.state is not State.REJECTING:
+            return
+        self._start_denial()
         self._set_disconnect({"type": "websocket.disconnect", "code": 1006})
-        self._respond(status, headers, bytes(body))
+        self._close_transport()
+
+    def _start_denial(self) -> None:
+        """Write the denial's head, if it is still waiting for its body."""
+        head = self._denial_head
+        session = self.session
+        if head is not None and session is not None and self._handshake is not None:
+            self._denial_head = None
+            session.respond_start(self._handshake, *head, self.loop.time())
+            self._pump()
 
     def _app_done(self) -> None:
         session = self.session
         if session is None or self._lost or self._transport_closed:
             return
-        if self._denial is not None:
+        if self._denying:
             self._finish_denial()
         elif session.conn.state is State.OPEN:
             # Returned without closing: close the transport as uvicorn's protocols do.
@@ -375,6 +388,8 @@ class WSMachineProtocol(asyncio.Protocol):
         session = self.session
         assert session is not None
         closed = session.closed()
+        if session.conn.state is State.REJECTING and not (self._lost or session.aborted):
+            return None  # the app streams its denial: it hears of the end when that is sent
         ended = self._lost or session.aborted or not session.may_receive
         # We failed the connection (1009, keepalive timeout): the app hears it at once.
         failed = session.error is not None and closed.local is not None
@@ -393,7 +408,7 @@ class WSMachineProtocol(asyncio.Protocol):
                 "reason": closed.local.reason,
             }
         else:
-            opened = session.opened and self._denial is None
+            opened = session.opened and not self._denying
             message = {"type": "websocket.disconnect", "code": 1005 if opened else 1006}
         self._disconnect = message
         return message
@@ -432,27 +447,37 @@ class WSMachineProtocol(asyncio.Protocol):
                 status = message["status"]
                 if not 100 <= status < 600:
                     raise RuntimeError(f"Invalid HTTP status code '{status}' in response.")
+                check_final_status(status)
                 self._log(str(status))
                 headers = [*self.default_headers, *message.get("headers", ())]
-                self._denial = (status, [(bytes(n), bytes(v)) for n, v in headers], bytearray())
-                self._answered = True
+                # Written with the first piece of the body: a body in one piece then gets a
+                # Content-Length, one in several is streamed (chunked) as it comes.
+                self._denial_head = (status, [(bytes(n), bytes(v)) for n, v in headers])
+                self._denying = self._answered = True
             else:
                 raise RuntimeError(
                     "Expected ASGI message 'websocket.accept', 'websocket.close' "
                     f"or 'websocket.http.response.start' but got '{kind}'."
                 )
-        elif self._denial is not None:
+        elif self._denying:
             if kind != "websocket.http.response.body":
                 raise RuntimeError(
                     f"Expected ASGI message 'websocket.http.response.body' but got '{kind}'."
                 )
-            if session.conn.state is not State.CONNECTING:
+            state = session.conn.state
+            if state is not State.REJECTING and self._denial_head is None:
                 raise RuntimeError("the denial response is complete")
-            status, headers, body = self._denial
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
+            end = not message.get("more_body", False)
+            body = bytes(message.get("body", b""))
+            if self._denial_head is not None and end:
+                self._respond(*self._denial_head, body)
+            else:
+                self._start_denial()
+                session.respond_body(body, now, end=end)
+            self._denial_head = None
+            if end:
                 self._set_disconnect({"type": "websocket.disconnect", "code": 1006})
-                self._respond(status, headers, bytes(body))
+            self._pump()
         elif not self._app_closed:
             if kind == "websocket.send":
                 data = message.get("bytes")

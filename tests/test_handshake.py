@@ -260,6 +260,16 @@ class TestServerReadsRequest:
         _, events = server_events(data)
         assert [type(e) for e in events] == [Handshake]
 
+    @pytest.mark.parametrize("upgrade", [None, "", "h2c", "websockets"])
+    def test_a_key_without_upgrade_websocket_is_400_not_plain_http(
+        self, upgrade: str | None
+    ) -> None:
+        # It is a WebSocket client's handshake that lost its Upgrade: failing it says why;
+        # taking it for a plain request would hand the application a request to serve.
+        event, response = refused(request(("Upgrade", upgrade)), 400)
+        assert "Upgrade: websocket" in str(event.error)
+        assert b"Sec-WebSocket-Key" in response.body
+
     @pytest.mark.parametrize("connection", [None, "keep-alive", "upgraded", "close"])
     def test_connection_without_upgrade_token_is_400(self, connection: str | None) -> None:
         event, _ = refused(request(("Connection", connection)), 400)

@@ -36,7 +36,8 @@ class Handshake:
     :meth:`~wsmachine.ServerConnection.reject`.
     """
 
-    #: The request target, e.g. ``"/chat?room=1"``.
+    #: The resource name, path and query, e.g. ``"/chat?room=1"`` (RFC 6455 §3); from an
+    #: absolute request target (``http://host/chat``) its path and query.
     path: str
     #: The ``Host`` header value.
     host: str

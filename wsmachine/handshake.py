@@ -481,6 +481,15 @@ def _check_request(request: h11.Request) -> Handshake | HTTPRequest:
     upgrade = _has_token(headers, b"upgrade", "Upgrade", "websocket")
     host = _check_host(headers, upgrade)
     if not upgrade:
+        if _values(headers, b"sec-websocket-key"):
+            # A WebSocket client's request that lost its Upgrade header (a proxy that drops
+            # hop-by-hop headers, a hand-written client): failing it tells the client why,
+            # where serving it as a plain request would answer with a page (RFC 6455 §4.2.1).
+            raise RemoteProtocolError(
+                "request carries Sec-WebSocket-Key but no 'Upgrade: websocket' "
+                "(RFC 6455 §4.2.1 item 3)",
+                status_hint=400,
+            )
         return HTTPRequest(method=_ascii(request.method, "method"), path=target, headers=headers)
     if request.method != b"GET":
         raise RemoteProtocolError(

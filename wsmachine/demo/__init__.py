@@ -70,12 +70,6 @@ def _clean_name(value: object) -> str:
     return " ".join("".join(c for c in value if c.isprintable()).split())[:MAX_NAME]
 
 
-def _looks_like_handshake(request: HTTPRequest) -> bool:
-    """Whether a request the machine took for plain HTTP (it lacks ``Upgrade: websocket``)
-    still carries WebSocket handshake headers."""
-    return any(name.lower().startswith(b"sec-websocket-") for name, _ in request.headers)
-
-
 class ChatHandler(Handler):
     """Serves the page, greets each tab, and broadcasts (or echoes) every message.
 
@@ -99,20 +93,10 @@ class ChatHandler(Handler):
     # -- HTTP -----------------------------------------------------------------------------
 
     def on_http(self, request: HTTPRequest) -> HTTPResponse:
-        """Serve the page at ``/`` and its icon; refuse what is meant for ``/ws`` but is no
-        valid upgrade (400, or 426 for a plain request); 404 elsewhere."""
+        """Serve the page at ``/`` and its icon; answer a plain request for ``/ws`` with 426;
+        404 elsewhere. (A WebSocket handshake without ``Upgrade: websocket`` never comes
+        here: the machine answers it with 400, RFC 6455 §4.2.1.)"""
         path = request.path.split("?")[0]
-        if _looks_like_handshake(request):
-            # RFC 6455 §4.2.1: a handshake that does not match is answered 400, not served.
-            self.log(
-                f"refused    {request.method} {path}: 400, a WebSocket handshake without "
-                "'Upgrade: websocket'"
-            )
-            return _text(
-                400,
-                "Bad WebSocket handshake: it lacks 'Upgrade: websocket' (RFC 6455 §4.2.1).\n",
-                _ADVERTISE,
-            )
         if path == ENDPOINT:
             return _text(
                 426,

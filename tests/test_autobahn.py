@@ -1,8 +1,8 @@
 """The Autobahn TestSuite cases, run by kosoku through each adapter's public API, in both
 roles: 1.* to 10.* through the selector, blocking, trio and asyncio adapters, and 12.*/13.*
-(permessage-deflate) through the selector adapter.
+(permessage-deflate) through the selector and asyncio adapters.
 
-Marked ``autobahn`` (5 to 20 s per adapter for 1.* to 10.* on 2 cores; the deflate cases take
+Marked ``autobahn`` (5 to 20 s per adapter for 1.* to 10.* on 2 cores; each deflate run takes
 about 8 minutes): select them with ``-m autobahn`` or leave them out with ``-m "not autobahn"``.
 The same runs from the command line, with reports: ``python -m tests.autobahn.run --adapter
 all`` (add ``--deflate`` for 12.*/13.*). The counts are printed in pytest's terminal summary
@@ -66,6 +66,7 @@ _KOSOKU_WARNINGS = [
         ("trio", "1-10"),
         ("asyncio", "1-10"),
         pytest.param("selector", "12-13-deflate", marks=_KOSOKU_WARNINGS),
+        pytest.param("asyncio", "12-13-deflate", marks=_KOSOKU_WARNINGS),
     ],
 )
 def test_autobahn_cases_both_roles(

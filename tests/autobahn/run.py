@@ -60,10 +60,10 @@ DEFAULT_CASE_TIMEOUT = 480.0
 SUMMARY_NAME = "autobahn-summary.json"
 #: Cases at once, per role.
 DEFAULT_CONCURRENCY = 16
-#: Cases at once with permessage-deflate. kosoku's cases, our server and our client share
-#: one GIL, and the selector adapter serves every connection from one thread: at 16 at once,
-#: the 12.* cases of 1000 small messages wait behind those of large ones and miss kosoku's
-#: 60 s limit. 4 at once take no longer in all (the run is CPU-bound either way).
+#: Cases at once with permessage-deflate. The selector adapter serves every connection from
+#: one thread and kosoku's cases share one interpreter lock: at 16 at once, the 12.* cases of
+#: 1000 small messages waited behind those of large ones and missed kosoku's 60 s limit.
+#: 4 at once take no longer in all (the run is CPU-bound either way).
 DEFLATE_CONCURRENCY = 4
 #: Seconds for an echo server to start listening, and to stop (its connections included).
 START_SECONDS = 15.0

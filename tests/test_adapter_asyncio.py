@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import re
@@ -1149,16 +1150,28 @@ def test_the_howto_chat_server_serves_the_page_and_broadcasts(tmp_path: Path) ->
             if received == "bob is here":  # alice had joined before bob spoke
                 received = await alice.recv()
             assert received == "hello, everyone"  # the sender gets it too
+            with pytest.raises(HandshakeError) as elsewhere:
+                await connect(url(port, "/elsewhere"))
+            assert elsewhere.value.status_code == 404
+            # The page's JSON protocol (the demo's Room): a greeting for the new tab alone,
+            # names on messages, plain text for the others.
+            carol = await connect(url(port, "/ws?format=json"))
+            welcome = json.loads(await carol.recv())
+            assert welcome["type"] == "welcome" and welcome["online"] == 3
+            await carol.send(json.dumps({"type": "message", "name": "carol", "text": "hi"}))
+            said = json.loads(await carol.recv())
+            assert said == {"type": "message", "id": welcome["id"], "from": "carol", "text": "hi"}
+            assert await alice.recv() == "hi" and await bob.recv() == "hi"
             process.send_signal(signal.SIGINT)
-            for ws in (alice, bob):
+            for ws in (alice, bob, carol):
                 with pytest.raises(ConnectionClosed) as closed:
                     await ws.recv()
                 assert closed.value.code == 1001
                 await ws.wait_closed()
             assert await process.wait() == 0
             out = first + (await process.stdout.read()).decode()
-            assert out.count("connect    ") == 2
-            assert out.count("disconnect ") == 2
+            assert out.count("connect    ") == 3
+            assert out.count("disconnect ") == 3
             assert "stopped" in out
             assert not await process.stderr.read()
         finally:

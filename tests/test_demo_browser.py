@@ -575,3 +575,54 @@ def test_the_page_with_a_server_of_plain_text(devtools: DevTools) -> None:
             page, "[...document.querySelectorAll('#log li')].map((li) => li.textContent)"
         )
         assert items == ["plain hello"]
+
+
+def _docs_chat_program() -> str:
+    """The asyncio chat server of docs/howto/asyncio.rst, as printed there."""
+    text = (ROOT / "docs" / "howto" / "asyncio.rst").read_text(encoding="utf-8")
+    blocks = re.findall(r"\.\. code-block:: python\n\n((?:    .*\n|\n)+)", text)
+    (program,) = [b for b in blocks if "def chat_server" in b]
+    return "\n".join(line[4:] for line in program.splitlines()) + "\n"
+
+
+def test_the_page_with_the_asyncio_chat_of_the_docs(tmp_path: Path, devtools: DevTools) -> None:
+    """The chat server of the asyncio how-to, as written, with the page in Chromium: it
+    greets each tab alone, passes messages on with the sender's name, and on SIGINT closes
+    every tab with 1001 (the adapter's Chromium interop test)."""
+    program = tmp_path / "chat.py"
+    program.write_text(_docs_chat_program(), encoding="utf-8")
+    log = tmp_path / "chat.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-u", str(program), "0"],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+    try:
+        url = wait_for(log, r"serving (http://\S+/)", 15).group(1)
+        first = devtools.open_page(url)
+        assert "permessage-deflate" in devtools.evaluate(first, "demo.ws.extensions")
+        welcome = devtools.evaluate(first, "JSON.parse(demo.messages[0])")
+        assert welcome["type"] == "welcome" and welcome["online"] == 1
+        second = devtools.open_page(url, width=390)
+        assert devtools.evaluate(second, "JSON.parse(demo.messages[0]).online") == 2
+        assert devtools.evaluate(first, "demo.messages.length") == 1  # not told of the second
+
+        devtools.type(first, "#name", "Ada")
+        devtools.type(first, "#text", "hello from asyncio ✓", enter=True)
+        devtools.wait(second, "demo.messages.length >= 2")
+        said = chat(devtools, second)[-1]
+        assert (said["from"], said["text"]) == ("Ada", "hello from asyncio ✓")
+        devtools.wait(first, "demo.messages.length >= 2")  # the sender gets it once
+        assert chat(devtools, first) == [said]
+        assert devtools.problems(first) == [] and devtools.problems(second) == []
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(15) == 0
+        for page in (first, second):
+            assert devtools.evaluate(page, "demo.closing")["code"] == 1001
+        assert "stopped: every client got 1001" in log.read_text(encoding="utf-8")
+    finally:
+        stop(process)

@@ -6,23 +6,13 @@ port. Every message goes to every connected client, the sender included, or with
 ``echo=True`` back to its sender only. It accepts permessage-deflate. It logs one line per
 connect, disconnect, refused upgrade and error.
 
-Two kinds of client share the room:
-
-- The page connects to ``/ws?format=json`` and speaks a small JSON protocol. The server
-  greets each such tab, and only that tab, with
-  ``{"type": "welcome", "id": 3, "name": "guest-3", "online": 2}``; the tab sends
-  ``{"type": "message", "name": "alice", "text": "hi"}`` and every JSON client receives
-  ``{"type": "message", "id": 3, "from": "alice", "text": "hi"}`` (``id`` tells a tab its
-  own messages).
-- Any other client (``python -m wsmachine client``, scripts) sends and receives plain text:
-  its lines reach the page under the name the server generated for it (``guest-N``).
-
-Binary messages are passed on as they are, to both kinds.
+The page and plain-text clients (``python -m wsmachine client``) share one room; its rules
+(names, the greeting, the page's JSON protocol) are in :mod:`wsmachine.demo.room`, which the
+asyncio chat server of the docs uses too.
 """
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import time
@@ -36,15 +26,12 @@ from ..events import Handshake, HTTPRequest
 from ..extensions import PerMessageDeflate
 from ..origin import OriginPolicy
 from .page import ICON, PAGE
+from .room import Member, Room, wants_json
 
 __all__ = ["ENDPOINT", "ICON", "PAGE", "ChatHandler", "chat_server", "serve"]
 
 #: The one path that accepts WebSocket upgrades.
 ENDPOINT = "/ws"
-#: The query by which the page asks for the JSON protocol.
-JSON_QUERY = "format=json"
-#: Longest name a client may choose (longer ones are cut).
-MAX_NAME = 32
 
 _PLAIN = "text/plain; charset=utf-8"
 # Upgrade names the protocol to switch to (RFC 9110 §7.8, §15.5.22); a sender of Upgrade lists
@@ -63,13 +50,6 @@ def _text(status: int, message: str, headers: list[tuple[str, str]] | None = Non
     return HTTPResponse(status, [("content-type", _PLAIN), *(headers or [])], message.encode())
 
 
-def _clean_name(value: object) -> str:
-    """A name fit to show: printable, single spaces, at most MAX_NAME characters ("" if none)."""
-    if not isinstance(value, str):
-        return ""
-    return " ".join("".join(c for c in value if c.isprintable()).split())[:MAX_NAME]
-
-
 class ChatHandler(Handler):
     """Serves the page, greets each tab, and broadcasts (or echoes) every message.
 
@@ -81,9 +61,10 @@ class ChatHandler(Handler):
         self.echo = echo
         self.out = out
         self.server: Server | None = None
-        #: The open WebSocket connections (the room); sockets that never upgraded are not in it.
+        #: The open WebSocket connections; sockets that never upgraded are not in it.
         self.members: set[Peer] = set()
-        self._last_id = 0
+        #: Who is in the chat and what each one receives.
+        self.room = Room()
 
     def log(self, text: str) -> None:
         """Write one log line, time-stamped."""
@@ -121,66 +102,45 @@ class ChatHandler(Handler):
 
     def on_handshake(self, peer: Peer, handshake: Handshake) -> HTTPResponse | None:
         """Accept upgrades at ``/ws`` only (404 elsewhere)."""
-        path, _, query = handshake.path.partition("?")
+        path = handshake.path.partition("?")[0]
         if path != ENDPOINT:
             self.log(
                 f"refused    {_peer_name(peer.address)} path={path}: 404, upgrades go to {ENDPOINT}"
             )
             return _text(404, f"Not found: {path} (the WebSocket endpoint is {ENDPOINT})\n")
-        peer.data["json"] = JSON_QUERY in query.split("&")
         return None
 
     # -- WebSocket ------------------------------------------------------------------------
 
     def on_open(self, peer: Peer) -> None:
         """Name the new client, greet it if it speaks JSON, and log it."""
-        self._last_id += 1
-        peer.data["id"] = self._last_id
-        peer.data["name"] = f"guest-{self._last_id}"
+        path = peer.handshake.path if peer.handshake is not None else "?"
+        member = self.room.join(json=wants_json(path))
+        peer.data["member"] = member
         self.members.add(peer)
-        path = peer.handshake.path.split("?")[0] if peer.handshake is not None else "?"
         self.log(
-            f"connect    {_peer_name(peer.address)} path={path} name={peer.data['name']} "
-            f"({len(self.members)} connected)"
+            f"connect    {_peer_name(peer.address)} path={path.split('?')[0]} "
+            f"name={member.name} ({len(self.members)} connected)"
         )
-        if peer.data.get("json"):
-            welcome = {
-                "type": "welcome",
-                "id": peer.data["id"],
-                "name": peer.data["name"],
-                "online": len(self.members),
-            }
-            peer.send(json.dumps(welcome))  # to this tab only: a new tab disturbs nobody
+        greeting = self.room.welcome(member)
+        if greeting is not None:
+            peer.send(greeting)  # to this tab only
 
     def on_message(self, peer: Peer, message: str | bytes) -> None:
         """Broadcast the message (or echo it): JSON to the page, plain text to the others."""
-        targets = [peer] if self.echo else [p for p in self.members if p.open]
-        if isinstance(message, bytes):
-            for target in targets:
-                target.send(message)
+        said = self.room.say(_member(peer), message)
+        if said is None:
             return
-        text = message
-        if peer.data.get("json"):
-            try:
-                parsed = json.loads(message)
-            except ValueError:
-                parsed = None
-            # Anything but a chat message (a hand-typed line in the console) is its own text.
-            if isinstance(parsed, dict) and parsed.get("type") == "message":
-                if not isinstance(parsed.get("text"), str):
-                    return
-                text = parsed["text"]
-                peer.data["name"] = _clean_name(parsed.get("name")) or peer.data["name"]
-        framed = json.dumps(
-            {"type": "message", "id": peer.data["id"], "from": peer.data["name"], "text": text}
-        )
-        for target in targets:
-            target.send(framed if target.data.get("json") else text)
+        for target in [peer] if self.echo else [p for p in self.members if p.open]:
+            target.send(said.to(_member(target)))
 
     def on_close(self, peer: Peer, closed: ConnectionClosed) -> None:
         """Log how the client left: the Close that started the closing handshake, who sent
         it, and the answer."""
         self.members.discard(peer)
+        member = peer.data.get("member")
+        if isinstance(member, Member):
+            self.room.leave(member)
         first = peer.conn.closed_first
         started, answer = (
             (closed.local, closed.remote) if first == "local" else (closed.remote, closed.local)
@@ -213,6 +173,12 @@ class ChatHandler(Handler):
             self.log(f"refused    {_peer_name(peer.address)} {status}: {error}")
             return
         self.log(f"error      {_peer_name(peer.address)} {type(error).__name__}: {error}")
+
+
+def _member(peer: Peer) -> Member:
+    member = peer.data["member"]
+    assert isinstance(member, Member)
+    return member
 
 
 def chat_server(

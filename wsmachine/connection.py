@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, Self
 
 from .close_codes import (
     CloseCode,
@@ -42,6 +42,7 @@ from .handshake import (
     handshake_key,
 )
 from .headers import ExtensionOffer
+from .negotiation import Agreement, accept_offers, choose_subprotocol
 from .origin import OriginPolicy
 from .state import Action, State, transition
 from .utf8 import IncrementalValidator, InvalidUTF8Error
@@ -823,6 +824,44 @@ class ServerConnection(Connection):
         self._request: Handshake | HTTPRequest | None = None
         self._early = bytearray()
 
+    @classmethod
+    def for_stream(
+        cls,
+        agreement: Agreement,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_frame_size: int | None = None,
+        max_fragments: int | None = None,
+        stream: bool = False,
+        auto_pong: bool = True,
+        close_reasons: bool = True,
+    ) -> Self:
+        """A connection already OPEN, for a WebSocket opened outside this machine: by an
+        extended CONNECT on an HTTP/2 or HTTP/3 stream (RFC 8441 §5, RFC 9220 §3), where no
+        101 exists. It frames exactly as after :meth:`accept`. :mod:`wsmachine.extended_connect`
+        checks the request and negotiates ``agreement``; the settings are as for the
+        constructor.
+        """
+        self = cls.__new__(cls)
+        Connection.__init__(
+            self,
+            client=False,
+            max_message_size=max_message_size,
+            max_frame_size=max_frame_size,
+            stream=stream,
+            auto_pong=auto_pong,
+            max_fragments=max_fragments,
+            close_reasons=close_reasons,
+        )
+        self._subprotocols = ()
+        self._extensions = ()
+        self._max_handshake_size = DEFAULT_MAX_HANDSHAKE_SIZE
+        self._handshake = None
+        self._request = None
+        self._early = bytearray()
+        self._open(agreement.codecs, Action.ACCEPT, agreement.subprotocol, agreement.extensions)
+        return self
+
     @property
     def request(self) -> Handshake | HTTPRequest | None:
         """The request waiting for :meth:`accept` or :meth:`reject`: the
@@ -901,27 +940,8 @@ class ServerConnection(Connection):
             raise InvalidArgumentError(
                 "accept() takes a Handshake; answer an HTTPRequest with reject()"
             )
-        if subprotocol is None:
-            subprotocol = next((p for p in self._subprotocols if p in event.subprotocols), None)
-        elif subprotocol not in event.subprotocols:
-            raise InvalidArgumentError(
-                f"subprotocol {subprotocol!r} was not offered by the client "
-                f"({list(event.subprotocols)}) (RFC 6455 §4.2.2 item 5.4)"
-            )
-        responses: list[ExtensionOffer] = []
-        codecs = []
-        rsv = 0
-        for extension in self._extensions:
-            # One answer per extension name, and no two extensions on the same RSV bit
-            # (RFC 6455 §9.1): a later setting of an accepted name is an alternative.
-            if any(response.name == extension.name for response in responses):
-                continue
-            offers = [offer for offer in event.extensions if offer.name == extension.name]
-            chosen = extension.accept_offers(offers) if offers else None
-            if chosen is not None and not chosen[1].rsv_bits & rsv:
-                rsv |= chosen[1].rsv_bits
-                responses.append(chosen[0])
-                codecs.append(chosen[1])
+        subprotocol = choose_subprotocol(self._subprotocols, event.subprotocols, subprotocol)
+        responses, codecs = accept_offers(self._extensions, event.extensions)
         self._out.append(
             handshake.accept(handshake_key(event), subprotocol, responses, extra_headers)
         )
@@ -1070,6 +1090,41 @@ class ClientConnection(Connection):
             max_headers=max_handshake_headers,
         )
         self._out.append(self._handshake.request(host, path, origin, extra_headers))
+
+    @classmethod
+    def for_stream(
+        cls,
+        agreement: Agreement,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_frame_size: int | None = None,
+        max_fragments: int | None = None,
+        stream: bool = False,
+        auto_pong: bool = True,
+        close_reasons: bool = True,
+    ) -> Self:
+        """A connection already OPEN, for a WebSocket opened outside this machine: by an
+        extended CONNECT on an HTTP/2 or HTTP/3 stream answered with 200 (RFC 8441 §5,
+        RFC 9220 §3). It masks and frames exactly as after a 101.
+        :class:`wsmachine.extended_connect.ClientOpening` checks the answer and builds
+        ``agreement``; the settings are as for the constructor.
+        """
+        self = cls.__new__(cls)
+        Connection.__init__(
+            self,
+            client=True,
+            max_message_size=max_message_size,
+            max_frame_size=max_frame_size,
+            stream=stream,
+            auto_pong=auto_pong,
+            max_fragments=max_fragments,
+            close_reasons=close_reasons,
+        )
+        self._handshake = None
+        self._open(
+            agreement.codecs, Action.RECEIVE_ACCEPT, agreement.subprotocol, agreement.extensions
+        )
+        return self
 
     def _receive_handshake(self, data: bytes) -> list[Event]:
         handshake = self._handshake

@@ -29,6 +29,7 @@ from .headers import (
     parse_extension_list,
     parse_token_list,
 )
+from .negotiation import check_answer
 from .origin import OriginPolicy
 
 __all__ = [
@@ -672,17 +673,6 @@ def _check_host_and_path(host: str, path: str) -> None:
         )
 
 
-def _first_accepting(candidates: Sequence[Extension], response: ExtensionOffer) -> ExtensionCodec:
-    error: RemoteProtocolError | None = None
-    for extension in candidates:
-        try:
-            return extension.accept_response(response)
-        except RemoteProtocolError as exc:
-            error = error or exc
-    assert error is not None
-    raise error
-
-
 def handshake_key(event: Handshake) -> str:
     """The client's ``Sec-WebSocket-Key`` from a checked handshake."""
     for name, value in event.headers:
@@ -879,39 +869,13 @@ class ClientHandshake:
                 f"Sec-WebSocket-Accept is {accept!r}: expected {accept_key(self._key)!r} "
                 "(RFC 6455 §4.1 item 4)"
             )
-        protocols = parse_token_list(
-            _values(headers, b"sec-websocket-protocol"), "Sec-WebSocket-Protocol"
+        agreement = check_answer(
+            self._subprotocols,
+            self._extensions,
+            _values(headers, b"sec-websocket-protocol"),
+            _values(headers, b"sec-websocket-extensions"),
         )
-        if len(protocols) > 1 or (protocols and protocols[0] not in self._subprotocols):
-            raise RemoteProtocolError(
-                f"server chose subprotocol(s) {protocols}: expected one of those offered, "
-                f"{list(self._subprotocols)} (RFC 6455 §4.1 item 6)"
-            )
-        accepted = parse_extension_list(_values(headers, b"sec-websocket-extensions"))
-        names: set[str] = set()
-        rsv = 0
-        for offer in accepted:
-            match = next((ext for ext in self._extensions if ext.name == offer.name), None)
-            if match is None or offer.name in names:
-                raise RemoteProtocolError(
-                    f"server accepted extension {offer.name!r}, which was not offered or "
-                    "was accepted twice (RFC 6455 §4.1 item 5, §9.1)"
-                )
-            names.add(offer.name)
-            # Our alternatives of one extension are offered in order; the first that takes
-            # this answer wins (each raises on an answer its offer does not allow).
-            codec = _first_accepting(
-                [ext for ext in self._extensions if ext.name == offer.name], offer
-            )
-            if codec.rsv_bits & rsv:
-                raise RemoteProtocolError(
-                    f"server accepted extension {offer.name!r}, whose reserved bits another "
-                    "accepted extension already uses (RFC 6455 §9.1, RFC 7692 §5)"
-                )
-            rsv |= codec.rsv_bits
-            self.codecs.append(codec)
+        self.codecs = list(agreement.codecs)
         return Accepted(
-            subprotocol=protocols[0] if protocols else None,
-            extensions=tuple(accepted),
-            headers=headers,
+            subprotocol=agreement.subprotocol, extensions=agreement.extensions, headers=headers
         )

@@ -187,6 +187,24 @@ def test_echo_both_roles(loop: str) -> None:
     assert seen == [("/room?x=1", "127.0.0.1", None), "iteration ended"]
 
 
+def test_empty_messages_are_sent_at_once() -> None:
+    """An empty message adds no bytes to the write batch, but goes out like any other (the
+    batch once held it back: Autobahn 1.1.1, 1.2.1, 9.7.1 and 9.8.1 timed out)."""
+
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0) as server, connect(url(server.port)) as ws:
+            async with asyncio.timeout(5):
+                await ws.send("")
+                assert await ws.recv() == ""
+                await ws.send(b"")
+                assert await ws.recv() == b""
+                for _ in range(100):
+                    await ws.send("")
+                assert [await ws.recv() for _ in range(100)] == [""] * 100
+
+    run(main)
+
+
 def test_large_messages_and_many_small() -> None:
     big = bytes(range(256)) * (5 << 12)  # 5 MiB
     text = "ü" * (5 << 19)  # 5 MiB of UTF-8

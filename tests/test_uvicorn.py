@@ -132,6 +132,10 @@ def test_echo_with_websockets_client(http: str) -> None:
             assert await ws.recv() == "héllo"
             await ws.send(b"\x00\xff")
             assert await ws.recv() == b"\x00\xff"
+            await ws.send("")  # empty messages leave the write batch too
+            assert await ws.recv() == ""
+            await ws.send(b"")
+            assert await ws.recv() == b""
             assert ws.protocol.extensions  # permessage-deflate agreed
 
     run(main())

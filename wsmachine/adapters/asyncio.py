@@ -144,8 +144,9 @@ class WriteBatch:
 
     def _run(self) -> None:
         self._scheduled = False
-        if self._pending:
-            self._flush()
+        # Not "if self._pending": an empty message adds 0 bytes and must go out too. A pump
+        # that finds nothing to write costs little.
+        self._flush()
 
 
 def follow_reading(transport: asyncio.BaseTransport, reading: bool) -> None:

@@ -1,12 +1,19 @@
-/* Optional compiled speed-up for wsmachine: XOR masking (RFC 6455 §5.3).
+/* Optional compiled speed-ups for wsmachine: XOR masking (RFC 6455 §5.3) and the frame
+ * parsing loop (§5.2).
  *
- * wsmachine.frames falls back to its pure-Python apply_mask when this module is absent;
- * both produce identical bytes (tests/test_speedups.py runs them side by side).
+ * wsmachine.frames falls back to its pure-Python twins when this module is absent. The twins
+ * give the same result or raise the same exception for every argument, valid or not:
+ * tests/test_speedups_parity.py checks that over the whole argument domain. Buffers are taken
+ * with PyBUF_SIMPLE (any C-contiguous buffer, as bytes), integers with __index__.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
+
+/* 0xFF as a Python int, made once: parse_frames masks rsv_forbidden with it. */
+static PyObject *byte_mask;
 
 /* out[i] = in[i] ^ key[i % 4] for i < n. */
 static void
@@ -76,11 +83,13 @@ unmask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "unmask() takes exactly 3 arguments (buffer, start, end)");
         return NULL;
     }
-    start = PyLong_AsSsize_t(args[1]);
+    /* Any int, as in the Python twin: one past the Py_ssize_t range is clamped, so it fails
+     * the range check below with ValueError rather than OverflowError. */
+    start = PyNumber_AsSsize_t(args[1], NULL);
     if (start == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    end = PyLong_AsSsize_t(args[2]);
+    end = PyNumber_AsSsize_t(args[2], NULL);
     if (end == -1 && PyErr_Occurred()) {
         return NULL;
     }
@@ -102,18 +111,24 @@ done:
     return result;
 }
 
-/* Fault kinds of parse_frames; wsmachine/frames.py turns them into RemoteProtocolError. */
-enum {
-    FAULT_NONMINIMAL_16 = 1,
-    FAULT_TOP_BIT = 2,
-    FAULT_NONMINIMAL_64 = 3,
-    FAULT_MASK = 4,
-    FAULT_RSV = 5,
-    FAULT_OPCODE = 6,
-    FAULT_CONTROL_LONG = 7,
-    FAULT_CONTROL_FRAGMENTED = 8,
-    FAULT_TOO_BIG = 9,
-};
+/* Fault kinds of parse_frames, the one table for both sides: the enum here and the
+ * FAULT_KINDS dict this module exports come from it, and tests/test_speedups_parity.py checks
+ * that wsmachine.frames.FaultKind equals FAULT_KINDS (wsmachine/frames.py turns a fault into
+ * a RemoteProtocolError). */
+#define FAULT_TABLE(X)                                                                          \
+    X(NONMINIMAL_16, 1)                                                                         \
+    X(TOP_BIT, 2)                                                                               \
+    X(NONMINIMAL_64, 3)                                                                         \
+    X(MASK, 4)                                                                                  \
+    X(RSV, 5)                                                                                   \
+    X(OPCODE, 6)                                                                                \
+    X(CONTROL_LONG, 7)                                                                          \
+    X(CONTROL_FRAGMENTED, 8)                                                                    \
+    X(TOO_BIG, 9)
+
+#define FAULT_ENUM(name, value) FAULT_##name = value,
+enum { FAULT_TABLE(FAULT_ENUM) };
+#undef FAULT_ENUM
 
 /* parse_frames(buffer, expect_masked, max_size, rsv_forbidden) -> (frames, end, fault)
  *
@@ -147,9 +162,19 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     else if (max_size == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    rsv_forbidden = (int)PyLong_AsLong(args[3]);
-    if (rsv_forbidden == -1 && PyErr_Occurred()) {
-        return NULL;
+    /* Any int, as in the Python twin, where `b0 & rsv_forbidden` sees only its low 8 bits. */
+    {
+        PyObject *index = PyNumber_Index(args[3]), *low;
+        if (index == NULL) {
+            return NULL;
+        }
+        low = PyNumber_And(index, byte_mask);
+        Py_DECREF(index);
+        if (low == NULL) {
+            return NULL;
+        }
+        rsv_forbidden = (int)PyLong_AsLong(low); /* 0..255: cannot fail */
+        Py_DECREF(low);
     }
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
         return NULL;
@@ -322,6 +347,32 @@ static PyMethodDef speedups_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* FAULT_KINDS: {name: number} for every fault kind, from FAULT_TABLE. */
+static int
+add_fault_kinds(PyObject *module)
+{
+    PyObject *table = PyDict_New(), *number;
+
+    if (table == NULL) {
+        return -1;
+    }
+#define FAULT_ITEM(name, value)                                                                 \
+    number = PyLong_FromLong(value);                                                            \
+    if (number == NULL || PyDict_SetItemString(table, #name, number) < 0) {                    \
+        Py_XDECREF(number);                                                                     \
+        Py_DECREF(table);                                                                       \
+        return -1;                                                                              \
+    }                                                                                           \
+    Py_DECREF(number);
+    FAULT_TABLE(FAULT_ITEM)
+#undef FAULT_ITEM
+    if (PyModule_AddObject(module, "FAULT_KINDS", table) < 0) {
+        Py_DECREF(table);
+        return -1;
+    }
+    return 0;
+}
+
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT, "wsmachine._speedups", "Compiled speed-ups for wsmachine.", -1,
     speedups_methods,
@@ -330,5 +381,15 @@ static struct PyModuleDef speedups_module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    return PyModule_Create(&speedups_module);
+    PyObject *module = PyModule_Create(&speedups_module);
+
+    if (module == NULL) {
+        return NULL;
+    }
+    byte_mask = PyLong_FromLong(0xFF);
+    if (byte_mask == NULL || add_fault_kinds(module) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import Callable
+from operator import index
 
 from .errors import RemoteProtocolError
 
@@ -47,14 +48,42 @@ _XOR_TABLES = [bytes(b ^ k for b in range(256)) for k in range(256)]
 _TRANSLATE_THRESHOLD = 2048
 
 
-def _py_apply_mask(data: bytes | bytearray, key: bytes) -> bytes:
+_KEY_LENGTH_MESSAGE = "the masking key must be 4 bytes (RFC 6455 §5.3)"
+_UNMASK_RANGE_MESSAGE = "unmask(): need 4 <= start <= end <= len(buffer)"
+
+
+def _as_buffer(obj: object) -> bytes | bytearray | memoryview:
+    """``obj``'s bytes as the compiled twins see them (``PyBUF_SIMPLE``): any C-contiguous
+    buffer, one byte per item whatever its format.
+
+    Raises what the C side raises: TypeError for an object without the buffer protocol,
+    BufferError for a non-contiguous buffer. ``bytes`` and ``bytearray`` pass through untouched,
+    so the common case costs two type checks.
+    """
+    if type(obj) is bytes or type(obj) is bytearray:
+        return obj
+    view = memoryview(obj)  # type: ignore[arg-type]  # TypeError without the buffer protocol
+    if not view.c_contiguous:
+        raise BufferError("memoryview: underlying buffer is not C-contiguous")
+    if view.format == "B" and view.ndim == 1:
+        return view
+    return view.cast("B") if view.nbytes else b""  # cast() refuses an empty view
+
+
+def _py_apply_mask(data: bytes | bytearray | memoryview, key: bytes, /) -> bytes:
     """XOR ``data`` with the 4-byte ``key`` repeated (RFC 6455 §5.3); its own inverse."""
+    data = _as_buffer(data)
+    key = _as_buffer(key)  # type: ignore[assignment]
+    if len(key) != 4:  # even for empty data: the same contract as the C twin
+        raise ValueError(_KEY_LENGTH_MESSAGE)
     n = len(data)
     if n < _TRANSLATE_THRESHOLD:
         if n == 0:
             return b""
-        k = (key * ((n >> 2) + 1))[:n]
+        k = (bytes(key) * ((n >> 2) + 1))[:n]
         return (int.from_bytes(data, "little") ^ int.from_bytes(k, "little")).to_bytes(n, "little")
+    if type(data) is memoryview:  # its slices have no translate()
+        data = bytes(data)
     out = bytearray(n)
     tables = _XOR_TABLES
     out[0::4] = data[0::4].translate(tables[key[0]])
@@ -64,12 +93,17 @@ def _py_apply_mask(data: bytes | bytearray, key: bytes) -> bytes:
     return bytes(out)
 
 
-#: XOR ``data`` with the 4-byte ``key`` repeated (RFC 6455 §5.3): the compiled version when
-#: it was built, else the pure-Python one. Both give identical bytes.
-def _py_masked_frame(header: bytes, key: bytes, payload: bytes) -> bytes:
+def _py_masked_frame(
+    header: bytes, key: bytes, payload: bytes | bytearray | memoryview, /
+) -> bytes:
     """``header + key + payload`` masked with ``key``: a client's frame."""
+    header = _as_buffer(header)  # type: ignore[assignment]
+    key = _as_buffer(key)  # type: ignore[assignment]
+    payload = _as_buffer(payload)
+    if len(key) != 4:
+        raise ValueError(_KEY_LENGTH_MESSAGE)
     if len(payload) < _TRANSLATE_THRESHOLD:
-        return header + key + _py_apply_mask(payload, key)
+        return b"".join((header, key, _py_apply_mask(payload, key)))
     # Long payloads: one buffer, masked in place by four strided translations.
     out = bytearray(header)
     out += key
@@ -81,8 +115,13 @@ def _py_masked_frame(header: bytes, key: bytes, payload: bytes) -> bytes:
     return bytes(out)
 
 
-def _py_unmask(buffer: bytes | bytearray, start: int, end: int) -> bytes:
+def _py_unmask(buffer: bytes | bytearray | memoryview, start: int, end: int, /) -> bytes:
     """``buffer[start:end]`` unmasked with the 4 bytes before ``start`` (the frame's key)."""
+    start = index(start)  # the C twin's order: offsets first, then the buffer
+    end = index(end)
+    buffer = _as_buffer(buffer)
+    if not 4 <= start <= end <= len(buffer):
+        raise ValueError(_UNMASK_RANGE_MESSAGE)
     return _py_apply_mask(buffer[start:end], bytes(buffer[start - 4 : start]))
 
 
@@ -224,22 +263,44 @@ class FrameReader:
         return frames, _fault_error(fault, self.expect_masked, max_size)
 
 
-# Kinds of rule broken, as parse_frames reports them (the C version uses the same numbers).
-_NONMINIMAL_16 = 1
-_TOP_BIT = 2
-_NONMINIMAL_64 = 3
-_MASK = 4
-_RSV = 5
-_OPCODE = 6
-_CONTROL_LONG = 7
-_CONTROL_FRAGMENTED = 8
-_TOO_BIG = 9
+class FaultKind(enum.IntEnum):
+    """Kinds of rule broken, as parse_frames reports them.
+
+    The C twin exports the same table as ``_speedups.FAULT_KINDS``, generated from its one
+    list; tests/test_speedups_parity.py checks that the two are equal.
+    """
+
+    NONMINIMAL_16 = 1
+    TOP_BIT = 2
+    NONMINIMAL_64 = 3
+    MASK = 4
+    RSV = 5
+    OPCODE = 6
+    CONTROL_LONG = 7
+    CONTROL_FRAGMENTED = 8
+    TOO_BIG = 9
+
+
+# Plain ints on the hot path: an enum member lookup per fault check costs an attribute load.
+_NONMINIMAL_16 = int(FaultKind.NONMINIMAL_16)
+_TOP_BIT = int(FaultKind.TOP_BIT)
+_NONMINIMAL_64 = int(FaultKind.NONMINIMAL_64)
+_MASK = int(FaultKind.MASK)
+_RSV = int(FaultKind.RSV)
+_OPCODE = int(FaultKind.OPCODE)
+_CONTROL_LONG = int(FaultKind.CONTROL_LONG)
+_CONTROL_FRAGMENTED = int(FaultKind.CONTROL_FRAGMENTED)
+_TOO_BIG = int(FaultKind.TOO_BIG)
 
 Fault = tuple[int, int]
 
 
 def _py_parse_frames(
-    buf: bytes | bytearray, expect_masked: bool, max_size: int, rsv_forbidden: int
+    buf: bytes | bytearray | memoryview,
+    expect_masked: bool,
+    max_size: int,
+    rsv_forbidden: int,
+    /,
 ) -> tuple[list[Frame], int, Fault | None]:
     """Split ``buf`` into frames: the complete ones, the offset after them, and the first
     broken rule as ``(kind, value)`` (RFC 6455 §5.2, §5.5), or ``None``.
@@ -247,11 +308,17 @@ def _py_parse_frames(
     One loop with an offset: header fields are read by indexing, and the only copy per frame
     is its (unmasked) payload.
     """
+    # The arguments are read in the C twin's order, so a bad one fails the same way.
+    expect_mask = 0x80 if expect_masked else 0
+    if type(max_size) is not int:
+        max_size = index(max_size)
+    if type(rsv_forbidden) is not int:
+        rsv_forbidden = index(rsv_forbidden)
+    buf = _as_buffer(buf)
     frames: list[Frame] = []
     append = frames.append
     n = len(buf)
     pos = 0
-    expect_mask = 0x80 if expect_masked else 0
     while n - pos >= 2:
         b0 = buf[pos]
         b1 = buf[pos + 1]
@@ -291,7 +358,7 @@ def _py_parse_frames(
         end = start + length
         if end > n:
             break
-        payload = unmask(buf, start, end) if expect_mask else bytes(buf[start:end])
+        payload = _py_unmask(buf, start, end) if expect_mask else bytes(buf[start:end])
         append((opcode, b0 >= 0x80, b0 & 0x70, payload))
         pos = end
     return frames, pos, None
@@ -341,7 +408,8 @@ def _fault_error(fault: Fault, expect_masked: bool, max_size: int) -> RemoteProt
 
 
 # The compiled versions when they were built (an optional extension), else the pure-Python
-# ones. Both give identical results: tests/test_speedups.py runs them side by side.
+# ones. Both give the same result or raise the same exception for every argument:
+# tests/test_speedups_parity.py checks that over the whole argument domain.
 apply_mask: Callable[[bytes | bytearray, bytes], bytes]
 masked_frame: Callable[[bytes, bytes, bytes], bytes]
 unmask: Callable[[bytes | bytearray, int, int], bytes]

@@ -4,6 +4,10 @@
     python -m tests.fuzz.run --seconds 60 --target inflate  # one target
     python -m tests.fuzz.run --seconds 600 --update-corpus  # keep new coverage in the repo
     python -m tests.fuzz.run --seed-corpus                  # (re)write the hand-made seeds
+    python -m tests.fuzz.run --runs 10000000 --seconds 0 --target inflate   # a long run
+
+``--runs N`` stops each target after N executions (libFuzzer's ``-runs``); ``--seconds 0``
+then sets no time limit.
 
 Each target runs in its own process (libFuzzer owns the process), instrumented with atheris,
 starting from ``tests/fuzz/corpus/<target>/``. New inputs go to a temporary directory unless
@@ -67,7 +71,9 @@ def _last_int(pattern: str, text: str) -> int:
     return int(found[-1]) if found else 0
 
 
-def fuzz(target: str, seconds: int, update_corpus: bool, jobs_dir: Path) -> Result:
+def fuzz(
+    target: str, seconds: int, update_corpus: bool, jobs_dir: Path, runs: int | None = None
+) -> Result:
     corpus = CORPUS / target
     corpus.mkdir(parents=True, exist_ok=True)
     crashes = CRASHES / target
@@ -75,7 +81,8 @@ def fuzz(target: str, seconds: int, update_corpus: bool, jobs_dir: Path) -> Resu
     new = jobs_dir / target
     new.mkdir()
     args = [
-        f"-max_total_time={seconds}",
+        *([f"-max_total_time={seconds}"] if seconds else []),
+        *([f"-runs={runs}"] if runs else []),
         "-timeout=10",
         "-rss_limit_mb=2048",
         "-max_len=4096",
@@ -161,6 +168,7 @@ def seed_corpus() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=120, help="total time for all targets")
+    parser.add_argument("--runs", type=int, help="stop each target after this many executions")
     parser.add_argument("--target", action="append", choices=TARGET_NAMES)
     parser.add_argument("--update-corpus", action="store_true")
     parser.add_argument("--seed-corpus", action="store_true")
@@ -180,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     with tempfile.TemporaryDirectory(prefix="wsmachine-fuzz-") as tmp:
         for target in chosen:
-            result = fuzz(target, each, args.update_corpus, Path(tmp))
+            seconds = each if args.seconds else 0
+            result = fuzz(target, seconds, args.update_corpus, Path(tmp), args.runs)
             print(result.line(), flush=True)
             if args.verbose or result.crashed:
                 print(result.output[-6000:], flush=True)

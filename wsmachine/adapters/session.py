@@ -154,6 +154,25 @@ class Session:
         :meth:`data_to_send`. ``host`` is the ``Host`` header, ``resource`` the target."""
         return cls(options.connection(host, resource), options, now)
 
+    @classmethod
+    def for_stream(
+        cls,
+        conn: Connection,
+        options: Options,
+        now: float,
+        *,
+        handshake: Handshake | None = None,
+        accepted: Accepted | None = None,
+    ) -> Session:
+        """A session for a machine opened outside it, already OPEN: a WebSocket on an HTTP/2
+        or HTTP/3 stream (RFC 8441, RFC 9220; see :mod:`wsmachine.extended_connect`).
+        ``handshake`` (server) or ``accepted`` (client) records the opening."""
+        session = cls(conn, options, now)
+        session.handshake = handshake
+        session.accepted = accepted
+        session._open(now)
+        return session
+
     # -- what the adapter reads ---------------------------------------------------------
 
     @property
@@ -376,7 +395,10 @@ class Session:
         received before it was taken and the application came back (a ``None`` here).
         """
         inbox = self._inbox
-        due = len(inbox) >= self.options.max_queue or self.conn.state is _REMOTE_CLOSING
+        # Wake the adapter when this take lets reading resume (the queue falls below
+        # max_queue: once, not at every take from a longer queue, each wake being a pump and
+        # a write), or when the owed Close may now go out.
+        due = len(inbox) == self.options.max_queue or self.conn.state is _REMOTE_CLOSING
         self._app_busy = bool(inbox)
         event = inbox.popleft() if inbox else None
         if due and self.wake is not None:

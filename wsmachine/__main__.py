@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
+import importlib.util
 import os
 import queue
 import socket
@@ -61,6 +62,12 @@ SERVE_DESCRIPTION = """\
 The demo chat server: a page at / for a browser, WebSocket upgrades at /ws on the same port.
 Every message goes to every client (--echo: back to its sender only). Ctrl-C stops it, closing
 every connection with 1001.
+
+With --redis, the chat spans processes and machines: each message is published once on a Redis
+pub/sub channel and every server delivers what the others published (at most once: messages
+sent while Redis is unreachable are lost, counted and logged; Redis must be reachable at start).
+--workers N runs N processes on one port, and needs --redis. The relay needs redis-py:
+pip install 'wsmachine[redis]'.
 """
 
 CLIENT_DESCRIPTION = """\
@@ -343,6 +350,29 @@ def _seconds(text: str) -> float:
     return seconds
 
 
+def _workers(text: str) -> int:
+    """A number of worker processes for argparse: 1 or more."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of processes: {text!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{count} workers: at least 1 is needed")
+    return count
+
+
+def _redis_url(text: str) -> str:
+    """A Redis URL for argparse: ``redis://``, ``rediss://`` or ``unix://``."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+        raise argparse.ArgumentTypeError(f"not a redis://HOST:PORT/DB URL: {text!r}")
+    try:
+        parts.port  # noqa: B018 - checks the port
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad port in {text!r}") from None
+    return text
+
+
 def _ws_url(text: str) -> str:
     """A WebSocket URL for argparse: ``ws://`` or ``wss://`` and a host."""
     parts = urlsplit(text)
@@ -407,6 +437,26 @@ def _parser() -> argparse.ArgumentParser:
         "--echo", action="store_true", help="send each message back to its sender only"
     )
     serve.add_argument("--no-deflate", action="store_true", help="do not accept permessage-deflate")
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        type=_redis_url,
+        help="relay the chat through Redis pub/sub, e.g. redis://127.0.0.1:6379/0",
+    )
+    serve.add_argument(
+        "--channel",
+        metavar="NAME",
+        default="wsmachine-chat",
+        help="the Redis channel of the chat (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--workers",
+        metavar="N",
+        type=_workers,
+        default=1,
+        help="processes sharing the port, each with its own loop (default: %(default)s; "
+        "more than 1 needs --redis)",
+    )
     line_client = commands.add_parser(
         "client",
         help="an interactive client: send typed or piped lines, print messages",
@@ -439,13 +489,36 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run the chosen command; return the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     try:
         if args.command == "serve":
+            if args.workers > 1 and args.redis is None:
+                parser.error(
+                    f"--workers {args.workers} needs --redis URL: processes share the chat "
+                    "only through Redis"
+                )
+            if args.redis is not None and args.echo:
+                parser.error("--echo and --redis do not mix: an echo is never relayed")
+            if args.redis is not None and importlib.util.find_spec("redis") is None:
+                print(
+                    "--redis needs redis-py, which is not installed: "
+                    "pip install 'wsmachine[redis]'",
+                    file=sys.stderr,
+                )
+                return 1
             if problem := _cannot_listen(args.host, args.port):
                 print(problem, file=sys.stderr)
                 return 1
-            return run_server(args.host, args.port, echo=args.echo, deflate=not args.no_deflate)
+            return run_server(
+                args.host,
+                args.port,
+                echo=args.echo,
+                deflate=not args.no_deflate,
+                redis=args.redis,
+                channel=args.channel,
+                workers=args.workers,
+            )
         if args.command == "client":
             return client(
                 args.url,

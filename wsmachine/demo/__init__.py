@@ -9,14 +9,23 @@ connect, disconnect, refused upgrade and error.
 The page and plain-text clients (``python -m wsmachine client``) share one room; its rules
 (names, the greeting, the page's JSON protocol) are in :mod:`wsmachine.demo.room`, which the
 asyncio chat server of the docs uses too.
+
+With ``redis=`` (``serve --redis URL``) the room spans processes and machines: a
+:class:`~wsmachine.demo.relay.Relay` publishes each message once on a Redis channel and
+delivers what the other processes published; JSON clients also receive the number online
+in all (``{"type": "presence", "online": N}``). ``serve --workers N`` runs N such processes
+on one port (:mod:`wsmachine.demo.workers`).
 """
 
 from __future__ import annotations
 
+import secrets
 import signal
+import socket
+import string
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..adapters import ConnectionClosed, HTTPResponse, not_found
 from ..adapters.selector import Handler, Peer, Server
@@ -26,7 +35,11 @@ from ..events import Handshake, HTTPRequest
 from ..extensions import PerMessageDeflate
 from ..origin import OriginPolicy
 from .page import ICON, PAGE
-from .room import Member, Room, wants_json
+from .room import Member, Room, Said, wants_json
+from .workers import run_workers
+
+if TYPE_CHECKING:
+    from .relay import Relay
 
 __all__ = ["ENDPOINT", "ICON", "PAGE", "ChatHandler", "chat_server", "serve"]
 
@@ -55,21 +68,26 @@ class ChatHandler(Handler):
 
     :param echo: send each message back to its sender only.
     :param out: where the log lines go (standard output by default).
+    :param node: this process's tag in a room that spans processes: it prefixes member ids
+        and log lines.
     """
 
-    def __init__(self, *, echo: bool = False, out: TextIO | None = None) -> None:
+    def __init__(self, *, echo: bool = False, out: TextIO | None = None, node: str = "") -> None:
         self.echo = echo
         self.out = out
         self.server: Server | None = None
         #: The open WebSocket connections; sockets that never upgraded are not in it.
         self.members: set[Peer] = set()
         #: Who is in the chat and what each one receives.
-        self.room = Room()
+        self.room = Room(node)
+        #: Carries the chat to and from other processes (set by :func:`chat_server`).
+        self.relay: Relay | None = None
+        self._tag = f"[{node}] " if node else ""
 
     def log(self, text: str) -> None:
         """Write one log line, time-stamped."""
         out = self.out if self.out is not None else sys.stdout
-        print(f"{time.strftime('%H:%M:%S')} {text}", file=out, flush=True)
+        print(f"{time.strftime('%H:%M:%S')} {self._tag}{text}", file=out, flush=True)
 
     # -- HTTP -----------------------------------------------------------------------------
 
@@ -125,6 +143,7 @@ class ChatHandler(Handler):
         greeting = self.room.welcome(member)
         if greeting is not None:
             peer.send(greeting)  # to this tab only
+        self._count_changed()
 
     def on_message(self, peer: Peer, message: str | bytes) -> None:
         """Broadcast the message (or echo it): JSON to the page, plain text to the others."""
@@ -133,6 +152,36 @@ class ChatHandler(Handler):
             return
         for target in [peer] if self.echo else [p for p in self.members if p.open]:
             target.send(said.to(_member(target)))
+        if self.relay is not None:
+            self.relay.publish(said)  # the other processes deliver it to their clients
+
+    # -- the relay's side (in the loop's thread) ---------------------------------------
+
+    def relayed(self, saids: list[Said]) -> None:
+        """Deliver what other processes' clients said to this process's clients."""
+        targets = [(p, _member(p)) for p in self.members if p.open]
+        for said in saids:
+            for target, member in targets:
+                target.send(said.to(member))
+
+    def elsewhere(self, count: int) -> None:
+        """The other processes now have ``count`` clients in all."""
+        if count != self.room.elsewhere:
+            self.room.elsewhere = count
+            self._tell_presence()
+
+    def _count_changed(self) -> None:
+        # Presence is part of the protocol only when the room spans processes: a lone
+        # server's clients see what they always saw.
+        if self.relay is not None:
+            self.relay.set_local(len(self.members))
+            self._tell_presence()
+
+    def _tell_presence(self) -> None:
+        presence = self.room.presence()
+        for peer in self.members:
+            if peer.open and _member(peer).json:
+                peer.send(presence)
 
     def on_close(self, peer: Peer, closed: ConnectionClosed) -> None:
         """Log how the client left: the Close that started the closing handshake, who sent
@@ -141,6 +190,7 @@ class ChatHandler(Handler):
         member = peer.data.get("member")
         if isinstance(member, Member):
             self.room.leave(member)
+            self._count_changed()
         first = peer.conn.closed_first
         started, answer = (
             (closed.local, closed.remote) if first == "local" else (closed.remote, closed.local)
@@ -188,40 +238,133 @@ def chat_server(
     echo: bool = False,
     deflate: bool = True,
     out: TextIO | None = None,
+    redis: str | None = None,
+    channel: str = "wsmachine-chat",
+    node: str | None = None,
+    sock: socket.socket | None = None,
     **settings: Any,
 ) -> tuple[Server, ChatHandler]:
     """Make the demo's server and its handler (not yet running): what :func:`serve` runs,
     for tests and embedding. ``settings`` are laid over the demo's (e.g. ``max_message_size``).
 
+    :param redis: a Redis URL: relay the chat through its pub/sub ``channel``; the handler's
+        :attr:`~ChatHandler.relay` is made, not started (``handler.relay.start()``).
+    :param node: this process's tag on the channel (default: a random one, with ``redis``).
+    :param sock: a listening socket to serve on instead of binding ``host`` and ``port``.
     :raises OSError: the address cannot be listened on.
+    :raises wsmachine.demo.relay.RelayError: ``redis`` is not a Redis URL.
     """
-    handler = ChatHandler(echo=echo, out=out)
+    tag = (node or new_node()) if redis is not None else ""
+    handler = ChatHandler(echo=echo, out=out, node=tag)
     options: dict[str, Any] = {
         "extensions": [PerMessageDeflate()] if deflate else [],
         # Browsers on a page of this host, and clients that send no Origin (RFC 6455 §10.2).
         "origin_policy": OriginPolicy(allow_missing=True, allow_same_host=True),
         "ping_interval": 30.0,
     }
-    server = Server(handler, host, port, **{**options, **settings})
+    server = Server(handler, host, port, sock=sock, **{**options, **settings})
     handler.server = server
+    if redis is not None:
+        from .relay import Relay  # noqa: PLC0415 - redis-py is optional: wsmachine[redis]
+
+        try:
+            handler.relay = Relay(
+                redis,
+                channel=channel,
+                node=tag,
+                call_soon=server.call_soon_threadsafe,
+                deliver=handler.relayed,
+                elsewhere=handler.elsewhere,
+                log=handler.log,
+            )
+        except BaseException:
+            server.close()
+            raise
     return server, handler
 
 
+def new_node() -> str:
+    """A random tag for a process on a relay channel: four lowercase letters (one chance in
+    about 46,000 that two of ten processes draw the same)."""
+    return "".join(secrets.choice(string.ascii_lowercase) for _ in range(4))
+
+
 def serve(
-    host: str = "127.0.0.1", port: int = 12345, *, echo: bool = False, deflate: bool = True
+    host: str = "127.0.0.1",
+    port: int = 12345,
+    *,
+    echo: bool = False,
+    deflate: bool = True,
+    redis: str | None = None,
+    channel: str = "wsmachine-chat",
+    workers: int = 1,
 ) -> int:
     """Run the demo server until SIGINT or SIGTERM; return the exit status.
 
     :param deflate: accept permessage-deflate (RFC 7692) when a client offers it.
+    :param redis: a Redis URL: relay the chat through its pub/sub ``channel``. Redis must be
+        reachable at start (else one line on stderr and status 1); later outages are retried.
+    :param workers: processes sharing the port, each with its own loop (needs ``redis``
+        when more than one).
     """
+    if workers > 1 and redis is None:
+        raise ValueError("more than one worker needs a relay (redis=...) to share the chat")
+    if redis is not None:
+        from .relay import RelayError, check  # noqa: PLC0415 - optional, as above
+
+        try:
+            check(redis)
+        except RelayError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+    if workers > 1:
+
+        def work(number: int, sock: socket.socket) -> int:
+            where = f" worker {number}/{workers}"
+            return _serve(
+                host,
+                port,
+                echo=echo,
+                deflate=deflate,
+                redis=redis,
+                channel=channel,
+                sock=sock,
+                worker=where,
+            )
+
+        try:
+            return run_workers(workers, host, port, work)
+        except OSError as exc:
+            print(f"cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+            return 1
+    return _serve(host, port, echo=echo, deflate=deflate, redis=redis, channel=channel)
+
+
+def _serve(
+    host: str,
+    port: int,
+    *,
+    echo: bool,
+    deflate: bool,
+    redis: str | None,
+    channel: str,
+    sock: socket.socket | None = None,
+    worker: str = "",
+) -> int:
     try:
-        server, handler = chat_server(host, port, echo=echo, deflate=deflate)
+        server, handler = chat_server(
+            host, port, echo=echo, deflate=deflate, redis=redis, channel=channel, sock=sock
+        )
     except OSError as exc:
         print(f"cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1
     shown = f"[{host}]" if ":" in host else host
     mode = "echo to the sender" if echo else "broadcast to everyone"
     mode += ", permessage-deflate" if deflate else ""
+    relay = handler.relay
+    if relay is not None:
+        mode += f", relayed on {relay.where}{worker}"
+        relay.start()
     handler.log(f"serving http://{shown}:{server.port}/ ({mode}); open it in a browser")
     handler.log(f"WebSocket endpoint ws://{shown}:{server.port}{ENDPOINT}; Ctrl-C stops")
 
@@ -235,5 +378,8 @@ def serve(
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+        if relay is not None:
+            relay.stop()
+            handler.log(relay.summary())
     handler.log("stopped")
     return 0

@@ -11,6 +11,10 @@ Input is disabled while the socket is not open. When the connection ends unasked
 reconnects after a delay that doubles each time (1 s up to 30 s) and says so; after the
 Close button it waits for the Connect button. ``window.demo`` exposes the socket, the
 messages received and promises for scripts and tests.
+
+A server whose chat spans processes (``serve --redis``) also sends
+``{"type": "presence", "online": N}``; the page then shows "N online" by its title
+(``demo.online``), and nothing in the log.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ PAGE = (
   body { font: 16px/1.4 system-ui, sans-serif; max-width: 46rem; margin: 1.5rem auto;
          padding: 0 1rem; color: #222; }
   h1 { font-size: 1.4rem; margin: 0 0 .2rem; }
+  #online { font-size: .9rem; font-weight: normal; color: #0a5; margin-left: .4rem; }
   #status { color: #555; margin: 0 0 .8rem; min-height: 1.4em; overflow-wrap: anywhere; }
   .row { display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; margin: .5rem 0; }
   .row input { flex: 1 1 12rem; min-width: 0; padding: .4rem; font: inherit; }
@@ -59,7 +64,7 @@ PAGE = (
 </style>
 </head>
 <body>
-<h1>wsmachine chat</h1>
+<h1>wsmachine chat <span id="online" role="status" hidden></span></h1>
 <p id="status" role="status">connecting&hellip;</p>
 <div class="row">
   <label for="name">Your name</label>
@@ -87,11 +92,12 @@ const input = document.getElementById("text");
 const sendButton = document.getElementById("send");
 const reasonInput = document.getElementById("reason");
 const closeButton = document.getElementById("close");
+const onlineLine = document.getElementById("online");
 const MAX_LINES = 500;
 const MAX_KEPT = 10000;
 const waiters = [];
 const demo = window.demo = {
-  url: url, ws: null, messages: [], closed: null, json: false, id: null,
+  url: url, ws: null, messages: [], closed: null, json: false, id: null, online: null,
   // Reconnection: the first delay doubles after each failed attempt, up to the last.
   backoff: { first: 1000, max: 30000 }, attempts: 0, retryIn: null,
 };
@@ -160,6 +166,10 @@ function receive(data) {
     const others = message.online - 1;
     show("info", "you joined: " +
       (others === 0 ? "nobody else" : others === 1 ? "1 other" : others + " others") + " here");
+  } else if (demo.json && message && message.type === "presence") {
+    demo.online = message.online;  // how many in all, across the server's processes
+    onlineLine.textContent = "\u00b7 " + message.online + " online";
+    onlineLine.hidden = false;
   } else if (demo.json && message && message.type === "message") {
     const own = message.id === demo.id;
     show(own ? "message own" : "message", String(message.text),
@@ -175,6 +185,8 @@ function connect() {
   demo.retryIn = null;
   demo.json = false;
   demo.id = null;
+  demo.online = null;
+  onlineLine.hidden = true;  // until this server says how many are here
   let sent = null;  // the Close this page sent: {code, reason}
   let opened = false;
   const ws = demo.ws = new WebSocket(url);

@@ -15,6 +15,12 @@ Two kinds of member share a room:
   the room gave it (``guest-N``).
 
 Binary messages are passed on as they are, to both kinds.
+
+A room may span processes (:mod:`wsmachine.demo.relay`): each process keeps its own
+:class:`Room` with a ``node`` tag, so that ids and names stay unique across processes
+(``"qmxa.3"``, ``guest-qmxa.3``), and learns how many members the others have
+(:attr:`Room.elsewhere`). JSON members then also receive ``{"type": "presence", "online": 5}``
+when that total changes.
 """
 
 from __future__ import annotations
@@ -48,8 +54,8 @@ def clean_name(value: object) -> str:
 class Member:
     """One client in the room: its number, the name shown for it, and its protocol."""
 
-    #: Unique in the room, from 1.
-    id: int
+    #: Unique in the room, from 1; in a room with a node tag, ``"tag.N"``.
+    id: int | str
     #: Shown with its messages; a JSON member may change it with each message.
     name: str
     #: Whether it speaks the page's JSON protocol.
@@ -70,17 +76,30 @@ class Said(NamedTuple):
 
 
 class Room:
-    """The members and the rules; the server sends what it returns."""
+    """The members and the rules; the server sends what it returns.
 
-    def __init__(self) -> None:
+    :param node: a tag for this process when the room spans several; it prefixes the ids
+        (and so the generated names), which then stay unique across processes.
+    """
+
+    def __init__(self, node: str = "") -> None:
         #: Who is in the room.
         self.members: set[Member] = set()
+        #: How many members the other processes of the room have (as last heard).
+        self.elsewhere = 0
+        self.node = node
         self._last_id = 0
 
+    @property
+    def online(self) -> int:
+        """How many members in all: here and elsewhere."""
+        return len(self.members) + self.elsewhere
+
     def join(self, *, json: bool) -> Member:
-        """A new member, named ``guest-N``."""
+        """A new member, named ``guest-N`` (``guest-tag.N`` in a room with a node tag)."""
         self._last_id += 1
-        member = Member(self._last_id, f"guest-{self._last_id}", json)
+        number = f"{self.node}.{self._last_id}" if self.node else self._last_id
+        member = Member(number, f"guest-{number}", json)
         self.members.add(member)
         return member
 
@@ -94,7 +113,11 @@ class Room:
         if not member.json:
             return None
         greeting = {"type": "welcome", "id": member.id, "name": member.name}
-        return json.dumps({**greeting, "online": len(self.members)})
+        return json.dumps({**greeting, "online": self.online})
+
+    def presence(self) -> str:
+        """What JSON members receive when the number of members in all changes."""
+        return json.dumps({"type": "presence", "online": self.online})
 
     def say(self, sender: Member, message: str | bytes) -> Said | None:
         """What the members receive for ``message`` from ``sender``; ``None`` for a JSON

@@ -224,6 +224,7 @@ function connect() {
   ws.addEventListener("close", function (event) {
     if (ws !== demo.ws) return;
     setOpen(false);
+    onlineLine.hidden = true;  // a count from a closed connection would be stale
     let text;
     if (sent) {
       text = "you closed the connection: code " + sent.code + quoted(sent.reason);

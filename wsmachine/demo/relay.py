@@ -63,6 +63,9 @@ _LINK_ERRORS: Final = (redis.ConnectionError, redis.TimeoutError, OSError)
 _STOP: Final = object()
 # A request, from the listener to the worker, to count the other processes' clients again.
 _RECOUNT: Final = object()
+# From the listener, subscribed again: Redis may have restarted empty, so announce this
+# process's presence again, then recount.
+_RESYNC: Final = object()
 # Hand-overs to the loop are batched: fewer wake-ups when messages come fast.
 _BATCH = 512
 
@@ -362,9 +365,9 @@ class Relay:
                     if message is None:
                         continue
                     if message.get("type") == "subscribe":
-                        # Its answer proves the link; a recount learns who came and went.
+                        # Its answer proves the link; a resync learns who came and went.
                         self._link_up("listener", backoff)
-                        self._queue.put(_RECOUNT)
+                        self._queue.put(_RESYNC)
                         continue
                     batch = [message]
                     while len(batch) < _BATCH and (more := pubsub.get_message(timeout=0.0)):
@@ -418,6 +421,10 @@ class Relay:
         ttl_ms = int(self._heartbeat * 3000)
         local = 0
         told_local = -1
+        # After a reconnect the others announce themselves again one by one: until all could
+        # have (a presence lifetime), the count of the others may rise but not fall, so that
+        # pages do not show a dip.
+        grace_until = 0.0
         told_elsewhere = -1
         next_beat = time.monotonic()
         retry_at = 0.0
@@ -437,6 +444,7 @@ class Relay:
             with self._pending_lock:
                 self._pending -= len(envelopes)
             recount = _RECOUNT in items
+            resync = _RESYNC in items
             for item in items:
                 if isinstance(item, int):
                     local = item
@@ -454,20 +462,24 @@ class Relay:
                 pipe = self._client.pipeline(transaction=False)
                 for envelope in envelopes:
                     pipe.publish(self.channel, encode(envelope))
-                if beat or local != told_local or not up:
+                announce = local != told_local or not up or resync
+                if beat or announce:
                     pipe.set(key, local, px=ttl_ms)
-                if local != told_local or not up:
+                if announce:
                     pipe.publish(self.channel, encode(Envelope(self.node, 0, None)))
                 if len(pipe):
                     pipe.execute()
                 self.stats.published += len(envelopes)
                 told_local = local
+                if not up or resync:
+                    grace_until = time.monotonic() + ttl_ms / 1000
                 if not up:
                     up = True
-                    recount = True
                     self._link_up("worker", backoff)
-                if recount or beat:
+                if recount or resync or beat:
                     elsewhere = self._count_elsewhere(key)
+                    if time.monotonic() < grace_until:
+                        elsewhere = max(elsewhere, told_elsewhere)
                     if elsewhere != told_elsewhere:
                         told_elsewhere = elsewhere
                         self._call_soon(functools.partial(self._elsewhere, elsewhere))

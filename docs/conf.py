@@ -86,6 +86,9 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(hypothesis|h11|asyncio|selectors|socket|zlib|ssl|re)(\..*)?"),
     (r"py:.*", r"(trio|concurrent)(\..*)?"),
     (r"py:class", r"wsmachine\.adapters\.options\._O"),  # resolve()'s type variable
+    # The HTTP/2 adapter's types: its private link, and the selector's (not in the reference).
+    (r"py:class", r"wsmachine\.adapters\.(http2\._H2Session|selector\.\w+)"),
+    (r"py:.*", r"h2(\..*)?"),
 ]
 
 # -- HTML --------------------------------------------------------------------------------------

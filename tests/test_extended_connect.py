@@ -262,7 +262,7 @@ def test_permessage_deflate_negotiated_with_same_extension_objects():
 
 def test_close_handshake_and_stream_end_mapping():
     """END_STREAM is the TCP half-close: should_close() says when to send it, receive_eof()
-    takes the peer's (RFC 8441 §6; RFC 6455 §7.1.1: the server ends first)."""
+    takes the peer's (RFC 8441 §5; RFC 6455 §7.1.1: the server ends first)."""
     client, server, _ = pair()
     client.close(1000, "bye")
     assert carry(client, server) == [Close(code=1000, reason="bye")]
@@ -276,7 +276,7 @@ def test_close_handshake_and_stream_end_mapping():
 
 def test_reset_stream_is_1006():
     """RST_STREAM (HTTP/3: H3_REQUEST_CANCELLED) is an abnormal closure, as a dropped TCP
-    connection: the stream's end without a Close frame (RFC 8441 §6, RFC 9220 §3)."""
+    connection: the stream's end without a Close frame (RFC 8441 §5, RFC 9220 §3)."""
     client, server, _ = pair()
     (event,) = server.receive_eof()
     assert isinstance(event, Close)

@@ -27,7 +27,7 @@ H3_REQUEST_CANCELLED), or the whole connection lost     ``Close(1006)``; send no
 :meth:`~wsmachine.Connection.data_to_send`              DATA on the stream
 :meth:`~wsmachine.Connection.should_close` true         end the stream: END_STREAM (HTTP/3: FIN),
 (after writing the data)                                as a TCP half-close (RFC 6455 §7.1.1)
-failing without a closing handshake                     RST_STREAM with CANCEL (RFC 8441 §6;
+failing without a closing handshake                     RST_STREAM with CANCEL (RFC 8441 §5;
                                                         HTTP/3: H3_REQUEST_CANCELLED, RFC 9220 §3)
 ======================================================  ========================================
 

@@ -1,6 +1,6 @@
 """Subprotocol and extension negotiation (RFC 6455 §4, §9), apart from how the opening travels.
 
-An HTTP/1.1 upgrade (:mod:`wsmachine.handshake`) and an extended CONNECT over HTTP/2 or
+An HTTP/1.1 upgrade (``wsmachine.handshake``) and an extended CONNECT over HTTP/2 or
 HTTP/3 (:mod:`wsmachine.extended_connect`) carry the same ``Sec-WebSocket-Protocol`` and
 ``Sec-WebSocket-Extensions`` headers with the same meaning (RFC 8441 §5, RFC 9220 §3), so both
 negotiate here: the server answers the client's offers, the client checks the server's answer.

@@ -53,7 +53,7 @@ DATA_DIR = ROOT / "docs" / "conformance"
 #: The style sheet of the tables.
 STATIC_DIR = Path(__file__).resolve().parent / "conformance_static"
 #: The data files, one per RFC.
-MATRIX_FILES = ("rfc6455.toml", "rfc7692.toml")
+MATRIX_FILES = ("rfc6455.toml", "rfc7692.toml", "rfc8441.toml", "rfc9220.toml")
 
 #: Requirement levels. Upper case: RFC 2119 keywords. Lower case: the RFC states the duty
 #: without the keyword. ``definition``: the RFC defines a value or term that the code must

@@ -1,17 +1,17 @@
 """WebSockets over HTTP/2 (RFC 8441) for the selector adapter, on the ``h2`` package.
 
-:class:`Server` is a :class:`wsmachine.adapters.selector.Server` whose port also speaks
+:class:`Server` is a ``wsmachine.adapters.selector.Server`` whose port also speaks
 cleartext HTTP/2 with prior knowledge: a connection that opens with the HTTP/2 preface
 (RFC 9113 §3.4) runs HTTP/2, any other HTTP/1.1 as before. It advertises
 ``SETTINGS_ENABLE_CONNECT_PROTOCOL = 1``, and each extended CONNECT stream with
 ``:protocol websocket`` becomes its own WebSocket (:class:`Stream`) with its own machine and
 session, so one TCP connection carries many. Another ``:protocol`` gets 501, a bad opening
 its status (:mod:`wsmachine.extended_connect`), a plain request (a page) the handler's
-:meth:`~wsmachine.adapters.selector.Handler.on_http` answer.
+``wsmachine.adapters.selector.Handler.on_http`` answer.
 
-The same :class:`~wsmachine.adapters.selector.Handler` serves both: its callbacks get a
+The same ``wsmachine.adapters.selector.Handler`` serves both: its callbacks get a
 :class:`Stream` for an HTTP/2 WebSocket, which has the methods of a
-:class:`~wsmachine.adapters.selector.Peer` (``send``, ``ping``, ``close``, ``abort``, ``data``...).
+``wsmachine.adapters.selector.Peer`` (``send``, ``ping``, ``close``, ``abort``, ``data``...).
 
 Flow control is HTTP/2's, per stream: a stream's output waits in its own buffer until its
 window opens, so a slow stream never stalls the others; it is dropped (RST_STREAM CANCEL,
@@ -167,7 +167,7 @@ class Stream(SessionView):
         return True
 
     def ping(self, payload: bytes | None = None, on_pong: PongCallback | None = None) -> bool:
-        """Queue a Ping, as :meth:`wsmachine.adapters.selector.Peer.ping`."""
+        """Queue a Ping, as ``wsmachine.adapters.selector.Peer.ping``."""
         if not self.open:
             return False
         self.session.ping(_now(), payload, on_pong)
@@ -340,7 +340,7 @@ class _H2Session:
             if stream is not None:
                 error = ConnectionResetError(
                     f"the peer reset the stream (RST_STREAM {event.error_code!r}): an abnormal "
-                    "closure, 1006 (RFC 8441 §6)"
+                    "closure, 1006 (RFC 8441 §5)"
                 )
                 self.drop(stream, error, reset=False)
         elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
@@ -482,7 +482,7 @@ class _H2Session:
         elif not stream._out:
             if session.should_send_eof():
                 with contextlib.suppress(*_H2Error):
-                    self.h2.end_stream(stream.stream_id)  # our half-close (RFC 8441 §6)
+                    self.h2.end_stream(stream.stream_id)  # our half-close (RFC 8441 §5)
                 session.eof_sent(_now())
             if session.should_close():
                 self.drop(stream, None)
@@ -524,7 +524,7 @@ class _H2Session:
         if reset:
             state = self.h2.streams.get(stream.stream_id)
             if state is not None and not state.closed:
-                self._reset(stream.stream_id, _CANCEL)  # RFC 8441 §6
+                self._reset(stream.stream_id, _CANCEL)  # RFC 8441 §5
         del self.streams[stream.stream_id]
         self.server._guard_stream(stream, stream.handler.on_close, stream, stream.session.closed())
         self._goaway_if_done()
@@ -551,7 +551,7 @@ class _H2Session:
 
 
 class Server(_SelectorServer):
-    """A selector :class:`~wsmachine.adapters.selector.Server` that also speaks cleartext
+    """A selector ``wsmachine.adapters.selector.Server`` that also speaks cleartext
     HTTP/2 with prior knowledge on its port, running a WebSocket on each extended CONNECT
     stream (RFC 8441). The parameters are those of the selector server, and:
 
@@ -749,8 +749,9 @@ class Client:
     :param authority: the ``:authority`` of the requests, host[:port].
     :param scheme: ``"http"`` (ws) or ``"https"`` (wss: give a TLS socket that negotiated h2).
     :param timeout: seconds a call waits at most.
-    :param options: the settings of the WebSockets (:class:`ClientOptions`), or keyword
-        settings of the same names.
+    :param options: the settings of the WebSockets
+        (:class:`~wsmachine.adapters.options.ClientOptions`), or keyword settings of the same
+        names.
     :raises HandshakeError: the server does not allow extended CONNECT (RFC 8441 §3).
     """
 
@@ -860,7 +861,7 @@ class Client:
                     del out[:size]
                 if not out and stream.conn.should_close() and stream_id not in self._ended:
                     self._ended.add(stream_id)
-                    self.h2.end_stream(stream_id)  # our half-close (RFC 8441 §6)
+                    self.h2.end_stream(stream_id)  # our half-close (RFC 8441 §5)
         data = self.h2.data_to_send()
         if data:
             self.sock.sendall(data)

@@ -5,6 +5,7 @@
     python -m tests.fuzz.run --seconds 600 --update-corpus  # keep new coverage in the repo
     python -m tests.fuzz.run --seed-corpus                  # (re)write the hand-made seeds
     python -m tests.fuzz.run --runs 10000000 --seconds 0 --target inflate   # a long run
+    python -m tests.fuzz.run --minimize                     # shrink the corpus, same coverage
 
 ``--runs N`` stops each target after N executions (libFuzzer's ``-runs``); ``--seconds 0``
 then sets no time limit.
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +46,10 @@ TARGET_NAMES = (
     "extension_headers",
     "inflate",
     "frame_parser",
+    "diff_frames_server",
+    "diff_frames_client",
+    "diff_handshake_server",
+    "diff_handshake_client",
 )
 
 
@@ -141,15 +147,38 @@ def _worker(shim: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+def all_targets() -> dict[str, Callable[[bytes], None]]:
+    """Every target by name: the single-library ones and the differential ones."""
+    from tests.fuzz.differential import DIFFERENTIAL_TARGETS
+    from tests.fuzz.targets import TARGETS
+
+    return {**TARGETS, **DIFFERENTIAL_TARGETS}
+
+
 def worker(target: str, libfuzzer_args: list[str]) -> None:
     """Inside the fuzzing process: instrument wsmachine (and h11), then hand over to atheris."""
     import atheris
 
     with atheris.instrument_imports(include=["wsmachine", "h11"]):
-        from tests.fuzz import targets
-    function = targets.TARGETS[target]
+        function = all_targets()[target]
     atheris.Setup([sys.argv[0], *libfuzzer_args], function)
     atheris.Fuzz()
+
+
+def minimize(target: str, jobs_dir: Path) -> str:
+    """Replace ``target``'s corpus by the smallest subset libFuzzer finds with its coverage."""
+    corpus = CORPUS / target
+    smaller = jobs_dir / f"min-{target}"
+    smaller.mkdir()
+    proc = _worker(_shim(target, jobs_dir), ["-merge=1", str(smaller), str(corpus)])
+    if proc.returncode != 0 or not any(smaller.iterdir()):
+        raise RuntimeError(f"minimizing {target} failed:\n{proc.stderr[-3000:]}")
+    before = len(list(corpus.iterdir()))
+    for path in corpus.iterdir():
+        path.unlink()
+    for path in smaller.iterdir():
+        path.rename(corpus / path.name)
+    return f"{target}: {before} -> {len(list(corpus.iterdir()))} inputs"
 
 
 def seed_corpus() -> None:
@@ -172,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", action="append", choices=TARGET_NAMES)
     parser.add_argument("--update-corpus", action="store_true")
     parser.add_argument("--seed-corpus", action="store_true")
+    parser.add_argument("--minimize", action="store_true", help="shrink each target's corpus")
     parser.add_argument("--verbose", action="store_true", help="show libFuzzer's output")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
@@ -183,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         seed_corpus()
         return 0
     chosen = args.target or list(TARGET_NAMES)
+    if args.minimize:
+        with tempfile.TemporaryDirectory(prefix="wsmachine-fuzz-") as tmp:
+            for target in chosen:
+                print(minimize(target, Path(tmp)), flush=True)
+        return 0
     each = max(1, args.seconds // len(chosen))
     print(f"fuzzing {len(chosen)} target(s), {each} s each", flush=True)
     failed = False

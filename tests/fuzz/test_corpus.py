@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fuzz.run import CORPUS, CRASHES, TARGET_NAMES
-from tests.fuzz.targets import TARGETS
+from tests.fuzz.run import CORPUS, CRASHES, TARGET_NAMES, all_targets
+
+TARGETS = all_targets()
 
 
 def _inputs() -> list[tuple[str, Path]]:

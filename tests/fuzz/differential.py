@@ -1,0 +1,434 @@
+"""Differential fuzz targets: wsmachine against ``websockets``' sans-IO protocol.
+
+Both libraries read the same bytes: frames in the server role (masked) and the client role
+(unmasked), and the opening handshake in both roles. Where both are strict by the RFC they
+must agree: on the frames, on accepting or refusing, and on the close code of a refusal.
+Where the RFCs leave room, or one side is knowingly stricter, the input is recognised and set
+aside by a named divergence (``DIVERGENCES``), each documented in
+``docs/explanation/security.rst`` with its RFC section.
+
+Inputs use the other targets' format (``targets._reads``: the first byte picks a split, which
+these targets ignore), so the frames and handshake corpora seed them.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from websockets.client import ClientProtocol
+from websockets.exceptions import ProtocolError
+from websockets.extensions.permessage_deflate import (
+    ClientPerMessageDeflateFactory,
+    ServerPerMessageDeflateFactory,
+)
+from websockets.frames import Close as WsClose
+from websockets.frames import Opcode as WsOpcode
+from websockets.http11 import Request, Response
+from websockets.protocol import State as WsState
+from websockets.server import ServerProtocol
+from websockets.uri import parse_uri
+
+from tests.fuzz.targets import CLIENT_KEY, BrokenPromiseError, _reads
+from wsmachine import (
+    Accepted,
+    Binary,
+    ClientConnection,
+    Close,
+    Connection,
+    Handshake,
+    HTTPRequest,
+    Ping,
+    Pong,
+    Rejected,
+    ServerConnection,
+    Text,
+)
+from wsmachine.extensions import PerMessageDeflate
+from wsmachine.frames import _py_parse_frames
+from wsmachine.state import Action
+
+MAX_MESSAGE = 256
+#: Divergences, by name: where the two libraries may differ on purpose (see the module doc).
+DIVERGENCES = {
+    "close-inside-fragmented-message": "RFC 6455 §5.4: control frames may be injected in the "
+    "middle of a fragmented message; websockets refuses a Close there with 1002.",
+    "fail-fast-timing": "RFC 6455 §5.2, §8.1 set no moment for failing: each side checks some "
+    "rules when the bytes arrive, the other when the frame is complete; padded to complete "
+    "the frame, the waiting side must fail the same way.",
+    "non-minimal-length": "RFC 6455 §5.2: the minimal length encoding MUST be used; "
+    "websockets accepts any, wsmachine fails with 1002.",
+    "length-top-bit": "RFC 6455 §5.2: the 64-bit length's top bit MUST be 0; wsmachine "
+    "fails with 1002, websockets with 1009 (over its limit).",
+    "close-code-and-reason-both-invalid": "RFC 6455 §7.4.1 and §8.1 rank neither fault; "
+    "wsmachine reports the code (1002), websockets the reason (1007).",
+    "several-faults-in-one-header": "RFC 6455 §5.2 ranks no fault over another: for a header "
+    "that breaks a rule (1002) and declares a payload over the limit (1009), wsmachine "
+    "reports the rule, websockets the size.",
+    "ctl-in-field": "RFC 9110 §5.5: recipients MAY retain control characters other than "
+    "CR, LF and NUL in field values; h11 (wsmachine) does, websockets refuses them.",
+    "upgrade-list": "RFC 6455 §4.2.1: the Upgrade field must contain 'websocket'; wsmachine "
+    "accepts it among other tokens (or repeated), websockets only alone.",
+    "bare-lf": "RFC 9112 §2.2: a recipient MAY recognize a single LF as a line terminator; "
+    "h11 (wsmachine) does, websockets refuses.",
+    "request-target": "RFC 7230 §5.3.1, RFC 6455 §4.1: the request-target of an upgrade is "
+    "an origin-form starting with '/'; wsmachine refuses others (400), websockets accepts.",
+    "host-field": "RFC 7230 §5.4: a server MUST answer 400 to a request with no Host, "
+    "several, or an invalid one; wsmachine does, websockets accepts.",
+    "interim-1xx": "RFC 7231 §6.2: a client MUST be able to parse 1xx responses before the "
+    "final one; wsmachine skips them, websockets refuses.",
+    "reason-phrase": "RFC 7230 §3.1.2: a client SHOULD ignore the reason-phrase; wsmachine "
+    "does, websockets refuses one with control characters.",
+}
+_QUIET = logging.getLogger("wsmachine.fuzz.websockets")
+_QUIET.disabled = True  # websockets logs each failure; the outcome is compared instead
+
+#: One message, control frame or end: ("text" | "binary", payload), ("ping" | "pong",
+#: payload), ("close", code, reason), or ("fail", close code) for a refusal.
+Outcome = tuple[Any, ...]
+
+
+#: Set, a long run records each new kind of disagreement in this folder and goes on, rather
+#: than stopping at the first (libFuzzer ends a run at its first crash).
+RECORD = os.environ.get("WSMACHINE_FUZZ_RECORD")
+
+
+def _disagree(what: str, ours: object, theirs: object, data: bytes) -> None:
+    error = BrokenPromiseError(
+        f"wsmachine and websockets disagree on {what} for {data!r}:\n"
+        f"  wsmachine:  {ours!r}\n  websockets: {theirs!r}"
+    )
+    if not RECORD:
+        raise error
+    # One file per kind: what was compared and how each side ended, not the payloads.
+    ends = [x[-1:] if isinstance(x, list) else x for x in (ours, theirs)]
+    kind = hashlib.sha1(repr((what, ends)).encode()).hexdigest()[:12]  # a name, not security
+    path = Path(RECORD) / f"{what.rsplit(maxsplit=1)[-1]}-{kind}"
+    if not path.exists():
+        path.write_bytes(data)
+        path.with_suffix(".txt").write_text(str(error))
+
+
+# -- frames ----------------------------------------------------------------------------------
+
+
+def _ours_frames(stream: bytes, server: bool) -> list[Outcome]:
+    conn: Connection
+    if server:
+        conn = ServerConnection(max_message_size=MAX_MESSAGE, max_fragments=1 << 16)
+        conn._open([], Action.ACCEPT, None, ())
+    else:
+        conn = ClientConnection("h", max_message_size=MAX_MESSAGE, max_fragments=1 << 16)
+        conn._open([], Action.RECEIVE_ACCEPT, None, ())
+    conn._handshake = None
+    out: list[Outcome] = []
+    for event in conn.receive_data(stream):
+        if isinstance(event, Text):
+            out.append(("text", event.data.encode()))
+        elif isinstance(event, Binary):
+            out.append(("binary", event.data))
+        elif isinstance(event, Ping):
+            out.append(("ping", event.payload))
+        elif isinstance(event, Pong):
+            out.append(("pong", event.payload))
+        elif isinstance(event, Close):
+            out.append(
+                ("close", event.code, event.reason) if event.error is None else ("fail", event.code)
+            )
+    return out
+
+
+def _theirs_frames(stream: bytes, server: bool) -> tuple[list[Outcome], str | None]:
+    """websockets' outcome, and the divergence it falls under, if any."""
+    proto: ServerProtocol | ClientProtocol
+    if server:
+        proto = ServerProtocol(state=WsState.OPEN, max_size=MAX_MESSAGE, logger=_QUIET)
+    else:
+        proto = ClientProtocol(
+            parse_uri("ws://h/"), state=WsState.OPEN, max_size=MAX_MESSAGE, logger=_QUIET
+        )
+    proto.receive_data(stream)
+    out: list[Outcome] = []
+    kind, parts = "", []
+    # websockets' sans-IO layer hands out frames and leaves UTF-8 to its I/O layers, which
+    # decode each frame as it comes; the same is done here, failing with 1007 as they do.
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    for frame in proto.events_received():
+        opcode = frame.opcode
+        if opcode in (WsOpcode.TEXT, WsOpcode.BINARY, WsOpcode.CONT):
+            if opcode is not WsOpcode.CONT:
+                kind, parts = ("text" if opcode is WsOpcode.TEXT else "binary"), []
+                decoder.reset()
+            parts.append(frame.data)
+            if kind == "text":
+                try:
+                    decoder.decode(frame.data, final=frame.fin)
+                except UnicodeDecodeError:
+                    return [*out, ("fail", 1007)], None
+            if frame.fin:
+                out.append((kind, b"".join(parts)))
+        elif opcode is WsOpcode.PING:
+            out.append(("ping", frame.data))
+        elif opcode is WsOpcode.PONG:
+            out.append(("pong", frame.data))
+        else:
+            close = WsClose.parse(frame.data)
+            out.append(("close", close.code, close.reason))
+    if proto.parser_exc is not None:
+        assert proto.close_sent is not None
+        out.append(("fail", proto.close_sent.code))
+        if "incomplete fragmented message" in str(proto.parser_exc):
+            return out, "close-inside-fragmented-message"
+    return out, None
+
+
+#: Enough zero bytes to complete any frame header and any payload under the limit.
+PADDING = b"\x00" * (14 + MAX_MESSAGE + 16)
+
+
+def _frames(data: bytes, server: bool) -> None:
+    stream, _ = _reads(data)
+    theirs, divergence = _theirs_frames(stream, server)
+    ours = _ours_frames(stream, server)
+    if divergence is not None:
+        # Up to the Close, both must have seen the same; then wsmachine takes the Close.
+        _check_prefix(ours, theirs[:-1], data)
+        return
+    if ours == theirs:
+        return
+    set_aside = _known_frame_divergence(stream, server, ours, theirs)
+    if set_aside is not None:
+        return
+    n = len(ours) if len(ours) < len(theirs) else len(theirs)
+    if ours[:n] != theirs[:n]:
+        _disagree("frames", ours, theirs, data)
+    # One side failed on a frame the other still waits for the rest of: each checks some
+    # rules as soon as their bytes arrive (fail-fast timing). With the frame completed, the
+    # waiting side must fail the same way.
+    if len(ours) > n:
+        padded = _ours_frames(stream + PADDING, server)
+        if padded[: len(ours)] != ours:
+            _disagree("frames (websockets waiting)", padded, theirs, data)
+    else:
+        padded, _ = _theirs_frames(stream + PADDING, server)
+        if padded[: len(theirs)] != theirs:
+            _disagree("frames (wsmachine waiting)", ours, padded, data)
+
+
+def _known_frame_divergence(
+    stream: bytes, server: bool, ours: list[Outcome], theirs: list[Outcome]
+) -> str | None:
+    """The divergence that explains ``ours != theirs``, checked on the bytes, else ``None``."""
+    frames, pos, fault = _py_parse_frames(stream, server, MAX_MESSAGE, 0x70)
+    before, last = ours[:-1], ours[-1] if ours else None
+    closes = [payload for opcode, _, _, payload in frames if opcode == 0x8]
+    if closes:
+        # Nothing after the first Close counts. A Close whose code and reason are both
+        # invalid: §7.4.1 (code, 1002) and §8.1 (UTF-8, 1007) rank neither; wsmachine checks
+        # the code first, websockets the reason.
+        payload = closes[0]
+        if last == ("fail", 1002) and theirs == [*before, ("fail", 1007)]:
+            try:
+                payload[2:].decode()
+            except UnicodeDecodeError:
+                try:
+                    WsClose.parse(payload[:2])
+                except ProtocolError:
+                    return "close-code-and-reason-both-invalid"
+        return None
+    if fault is None or last != ("fail", 1002):
+        return None
+    # wsmachine refused the complete header at ``pos``: which rule, checked on the bytes.
+    head = stream[pos : pos + 10]
+    size = head[1] & 0x7F
+    if size == 126 and int.from_bytes(head[2:4]) < 126:
+        nonminimal = True
+    elif size == 127:
+        length = int.from_bytes(head[2:10])
+        if length >> 63:
+            # §5.2: the top bit must be 0 (wsmachine: 1002); websockets reads a length over
+            # its limit (1009), or fails the mask bit first (1002).
+            if theirs[:-1] == before and theirs[-1:] in ([("fail", 1009)], [("fail", 1002)]):
+                return "length-top-bit"
+            return None
+        nonminimal = length < 0x10000
+    else:
+        nonminimal = False
+    if nonminimal:
+        # §5.2: "the minimal number of bytes MUST be used"; websockets reads any form.
+        return "non-minimal-length" if theirs[: len(before)] == before else None
+    if _broken_and_too_big(head) and theirs == [*before, ("fail", 1009)]:
+        return "several-faults-in-one-header"
+    return None
+
+
+def _broken_and_too_big(head: bytes) -> bool:
+    """Whether a complete frame header breaks a §5.2 rule (1002) and declares a payload over
+    the limit (1009) at once."""
+    if len(head) < 2:
+        return False
+    size = head[1] & 0x7F
+    if size == 126:
+        length = int.from_bytes(head[2:4]) if len(head) >= 4 else -1
+    elif size == 127:
+        length = int.from_bytes(head[2:10]) if len(head) >= 10 else -1
+    else:
+        length = size
+    opcode = head[0] & 0x0F
+    broken = bool(head[0] & 0x70) or (opcode >= 8 and (length > 125 or not head[0] & 0x80))
+    return broken and length > MAX_MESSAGE
+
+
+def _check_prefix(ours: list[Outcome], theirs: list[Outcome], data: bytes) -> None:
+    if ours[: len(theirs)] != theirs:
+        _disagree("the frames before a divergence", ours, theirs, data)
+
+
+def diff_frames_server(data: bytes) -> None:
+    """A client's frames to a server: wsmachine and websockets agree (differential)."""
+    _frames(data, server=True)
+
+
+def diff_frames_client(data: bytes) -> None:
+    """A server's frames to a client: wsmachine and websockets agree (differential)."""
+    _frames(data, server=False)
+
+
+# -- the opening handshake ---------------------------------------------------------------------
+
+ACCEPT, REFUSE, PENDING = "accept", "refuse", "pending"
+
+
+def _our_decision(conn: Connection, stream: bytes) -> str:
+    """Accept or refuse after the stream, and if still undecided, after its end."""
+    for events in (conn.receive_data(stream), conn.receive_eof()):
+        for event in events:
+            if isinstance(event, Handshake | Accepted):
+                return ACCEPT
+            if isinstance(event, HTTPRequest | Rejected | Close):
+                return REFUSE
+    return PENDING
+
+
+def _ours_handshake_server(stream: bytes) -> str:
+    conn = ServerConnection(max_message_size=MAX_MESSAGE, extensions=[PerMessageDeflate()])
+    return _our_decision(conn, stream)
+
+
+def _ours_handshake_client(stream: bytes) -> str:
+    conn = ClientConnection(
+        "h", "/chat", max_message_size=MAX_MESSAGE, extensions=[PerMessageDeflate()]
+    )
+    assert conn._handshake is not None
+    conn._handshake._key = CLIENT_KEY  # the corpus holds answers to this key
+    conn.data_to_send()
+    return _our_decision(conn, stream)
+
+
+def _their_decision(proto: ServerProtocol | ClientProtocol, stream: bytes) -> str:
+    for feed in (lambda: proto.receive_data(stream), proto.receive_eof):
+        feed()
+        if proto.handshake_exc is not None:
+            return REFUSE
+        for event in proto.events_received():
+            if isinstance(event, Request):
+                assert isinstance(proto, ServerProtocol)
+                return ACCEPT if proto.accept(event).status_code == 101 else REFUSE
+            if isinstance(event, Response):
+                return ACCEPT  # handshake_exc is None: the 101 passed every check
+    return PENDING
+
+
+def _theirs_handshake_server(stream: bytes) -> str:
+    proto = ServerProtocol(
+        max_size=MAX_MESSAGE, extensions=[ServerPerMessageDeflateFactory()], logger=_QUIET
+    )
+    return _their_decision(proto, stream)
+
+
+def _theirs_handshake_client(stream: bytes) -> str:
+    proto = ClientProtocol(
+        parse_uri("ws://h/chat"),
+        max_size=MAX_MESSAGE,
+        extensions=[ClientPerMessageDeflateFactory()],  # the same offer as PerMessageDeflate()
+        logger=_QUIET,
+    )
+    proto.send_request(proto.connect())
+    proto.key = CLIENT_KEY
+    proto.data_to_send()
+    return _their_decision(proto, stream)
+
+
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+#: RFC 3986 host (reg-name or IP literal) and optional port, as RFC 7230 §5.4 requires.
+_HOST = re.compile(rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*|\[[0-9A-Fa-f:.]+\]")
+_PORT = re.compile(rb"(?::[0-9]*)?")
+_CTL = re.compile(rb"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_REASON = re.compile(rb"[\t \x21-\x7e\x80-\xff]*")
+
+
+def _known_http_divergence(stream: bytes, ours: str, theirs: str, server: bool) -> str | None:
+    """The divergence that explains the two decisions, checked on the bytes, else ``None``."""
+    end = stream.find(b"\r\n\r\n")
+    head = stream if end < 0 else stream[: end + 4]
+    if theirs == REFUSE and _BARE_LF.search(head):
+        return "bare-lf"
+    lines = head.split(b"\r\n")
+    start = lines[0].split(b" ", 2)
+    fields = [line.partition(b":") for line in lines[1:]]
+    upgrade = [
+        token.strip(b" \t").lower()
+        for name, _, value in fields
+        if name.lower() == b"upgrade"
+        for token in value.split(b",")
+    ]
+    if (ours, theirs) == (ACCEPT, REFUSE) and len(upgrade) > 1 and b"websocket" in upgrade:
+        return "upgrade-list"
+    if server and (ours, theirs) == (REFUSE, ACCEPT):
+        if len(start) == 3 and not start[1].startswith(b"/"):
+            return "request-target"
+        hosts = [value.strip(b" \t") for name, _, value in fields if name.lower() == b"host"]
+        if len(hosts) != 1 or not _valid_host(hosts[0]):
+            return "host-field"
+    if not server and (ours, theirs) == (ACCEPT, REFUSE) and len(start) >= 2:
+        if start[1][:1] == b"1" and start[1] != b"101":
+            return "interim-1xx"
+        if len(start) == 3 and not _REASON.fullmatch(start[2]):
+            return "reason-phrase"
+    if (ours, theirs) == (ACCEPT, REFUSE) and _CTL.search(head):
+        return "ctl-in-field"
+    return None
+
+
+def _valid_host(value: bytes) -> bool:
+    host = _HOST.match(value)
+    return host is not None and _PORT.fullmatch(value, host.end()) is not None
+
+
+def diff_handshake_server(data: bytes) -> None:
+    """A client's opening request: both servers accept it or both refuse it (differential)."""
+    stream, _ = _reads(data)
+    ours, theirs = _ours_handshake_server(stream), _theirs_handshake_server(stream)
+    if ours != theirs and _known_http_divergence(stream, ours, theirs, True) is None:
+        _disagree("the upgrade request", ours, theirs, data)
+
+
+def diff_handshake_client(data: bytes) -> None:
+    """A server's answer: both clients accept it or both refuse it (differential)."""
+    stream, _ = _reads(data)
+    ours, theirs = _ours_handshake_client(stream), _theirs_handshake_client(stream)
+    if ours != theirs and _known_http_divergence(stream, ours, theirs, False) is None:
+        _disagree("the upgrade response", ours, theirs, data)
+
+
+DIFFERENTIAL_TARGETS = {
+    "diff_frames_server": diff_frames_server,
+    "diff_frames_client": diff_frames_client,
+    "diff_handshake_server": diff_handshake_server,
+    "diff_handshake_client": diff_handshake_client,
+}

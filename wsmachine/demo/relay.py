@@ -456,7 +456,7 @@ class Relay:
                 self._withdraw(key)
                 return
             if not up and now < retry_at:
-                self.stats.not_published += len(envelopes)  # no waiting on a dead link
+                self._dropped(len(envelopes))  # no waiting on a dead link
                 continue
             try:
                 pipe = self._client.pipeline(transaction=False)
@@ -484,10 +484,14 @@ class Relay:
                         told_elsewhere = elsewhere
                         self._call_soon(functools.partial(self._elsewhere, elsewhere))
             except _LINK_ERRORS as exc:
-                self.stats.not_published += len(envelopes)
+                self._dropped(len(envelopes))
                 up = False
                 retry_at = time.monotonic() + backoff.next()
                 self._link_down("worker", exc)
+
+    def _dropped(self, count: int) -> None:
+        with self._pending_lock:  # the loop's thread counts its drops too
+            self.stats.not_published += count
 
     def _count_elsewhere(self, own: str) -> int:
         keys = [k for k in self._client.scan_iter(match=self._presence_prefix + "*", count=500)]

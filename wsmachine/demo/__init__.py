@@ -41,7 +41,7 @@ from .workers import run_workers
 if TYPE_CHECKING:
     from .relay import Relay
 
-__all__ = ["ENDPOINT", "ICON", "PAGE", "ChatHandler", "chat_server", "serve"]
+__all__ = ["ENDPOINT", "ICON", "PAGE", "ChatHandler", "chat_server", "new_node", "serve"]
 
 #: The one path that accepts WebSocket upgrades.
 ENDPOINT = "/ws"

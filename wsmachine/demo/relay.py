@@ -298,8 +298,15 @@ class Relay:
         self._threads: list[threading.Thread] = []
         try:
             # Retries are ours (with backoff, counted, logged), not the client's.
+            # An idle subscription PINGs every 10 s, and TCP keepalive is on, so that a link
+            # that died without a word is noticed too.
             self._client = redis.Redis.from_url(
-                url, socket_connect_timeout=2.0, socket_timeout=5.0, retry=Retry(NoBackoff(), 0)
+                url,
+                socket_connect_timeout=2.0,
+                socket_timeout=5.0,
+                socket_keepalive=True,
+                health_check_interval=10,
+                retry=Retry(NoBackoff(), 0),
             )
         except ValueError as exc:
             raise RelayError(f"not a Redis URL: {shown_url(url)} ({exc})") from None
@@ -455,7 +462,8 @@ class Relay:
             if _STOP in items:
                 self._withdraw(key)
                 return
-            if not up and now < retry_at:
+            # The listener subscribed again: Redis is back, no need to wait out the backoff.
+            if not up and now < retry_at and not resync:
                 self._dropped(len(envelopes))  # no waiting on a dead link
                 continue
             try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import Literal, Self
+from typing import ClassVar, Literal, Self
 
 from .close_codes import (
     CloseCode,
@@ -385,6 +385,46 @@ class Connection(abc.ABC):
         )
         self._state = transition(self._state, Action.RECEIVE_EOF)
         return [Close(code=error.close_code, error=error)]
+
+    #: The action that opens a connection of this role: ``accept()`` or a valid 101.
+    _OPENING: ClassVar[Action]
+
+    @classmethod
+    def for_stream(
+        cls,
+        agreement: Agreement,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_frame_size: int | None = None,
+        max_fragments: int | None = None,
+        stream: bool = False,
+        auto_pong: bool = True,
+        close_reasons: bool = True,
+    ) -> Self:
+        """A connection already OPEN, for a WebSocket opened outside this machine: by an
+        extended CONNECT on an HTTP/2 or HTTP/3 stream answered with 200 (RFC 8441 §5,
+        RFC 9220 §3), where no 101 exists. It masks and frames exactly as after a 101.
+        :mod:`wsmachine.extended_connect` checks the request or the answer and negotiates
+        ``agreement``; the settings are as for the constructor.
+        """
+        self = cls.__new__(cls)
+        Connection.__init__(
+            self,
+            client=cls._OPENING is Action.RECEIVE_ACCEPT,
+            max_message_size=max_message_size,
+            max_frame_size=max_frame_size,
+            stream=stream,
+            auto_pong=auto_pong,
+            max_fragments=max_fragments,
+            close_reasons=close_reasons,
+        )
+        self._stream_opening()
+        self._open(agreement.codecs, cls._OPENING, agreement.subprotocol, agreement.extensions)
+        return self
+
+    @abc.abstractmethod
+    def _stream_opening(self) -> None:
+        """Set this role's handshake fields for a connection opened on a stream."""
 
     def _open(
         self,
@@ -824,43 +864,16 @@ class ServerConnection(Connection):
         self._request: Handshake | HTTPRequest | None = None
         self._early = bytearray()
 
-    @classmethod
-    def for_stream(
-        cls,
-        agreement: Agreement,
-        *,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        max_frame_size: int | None = None,
-        max_fragments: int | None = None,
-        stream: bool = False,
-        auto_pong: bool = True,
-        close_reasons: bool = True,
-    ) -> Self:
-        """A connection already OPEN, for a WebSocket opened outside this machine: by an
-        extended CONNECT on an HTTP/2 or HTTP/3 stream (RFC 8441 §5, RFC 9220 §3), where no
-        101 exists. It frames exactly as after :meth:`accept`. :mod:`wsmachine.extended_connect`
-        checks the request and negotiates ``agreement``; the settings are as for the
-        constructor.
-        """
-        self = cls.__new__(cls)
-        Connection.__init__(
-            self,
-            client=False,
-            max_message_size=max_message_size,
-            max_frame_size=max_frame_size,
-            stream=stream,
-            auto_pong=auto_pong,
-            max_fragments=max_fragments,
-            close_reasons=close_reasons,
-        )
+    _OPENING = Action.ACCEPT
+
+    def _stream_opening(self) -> None:
+        # No HTTP handshake: nothing offered, nothing pending.
         self._subprotocols = ()
         self._extensions = ()
         self._max_handshake_size = DEFAULT_MAX_HANDSHAKE_SIZE
         self._handshake = None
         self._request = None
         self._early = bytearray()
-        self._open(agreement.codecs, Action.ACCEPT, agreement.subprotocol, agreement.extensions)
-        return self
 
     @property
     def request(self) -> Handshake | HTTPRequest | None:
@@ -1091,40 +1104,10 @@ class ClientConnection(Connection):
         )
         self._out.append(self._handshake.request(host, path, origin, extra_headers))
 
-    @classmethod
-    def for_stream(
-        cls,
-        agreement: Agreement,
-        *,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        max_frame_size: int | None = None,
-        max_fragments: int | None = None,
-        stream: bool = False,
-        auto_pong: bool = True,
-        close_reasons: bool = True,
-    ) -> Self:
-        """A connection already OPEN, for a WebSocket opened outside this machine: by an
-        extended CONNECT on an HTTP/2 or HTTP/3 stream answered with 200 (RFC 8441 §5,
-        RFC 9220 §3). It masks and frames exactly as after a 101.
-        :class:`wsmachine.extended_connect.ClientOpening` checks the answer and builds
-        ``agreement``; the settings are as for the constructor.
-        """
-        self = cls.__new__(cls)
-        Connection.__init__(
-            self,
-            client=True,
-            max_message_size=max_message_size,
-            max_frame_size=max_frame_size,
-            stream=stream,
-            auto_pong=auto_pong,
-            max_fragments=max_fragments,
-            close_reasons=close_reasons,
-        )
+    _OPENING = Action.RECEIVE_ACCEPT
+
+    def _stream_opening(self) -> None:
         self._handshake = None
-        self._open(
-            agreement.codecs, Action.RECEIVE_ACCEPT, agreement.subprotocol, agreement.extensions
-        )
-        return self
 
     def _receive_handshake(self, data: bytes) -> list[Event]:
         handshake = self._handshake

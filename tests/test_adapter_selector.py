@@ -394,7 +394,8 @@ def test_plain_http_on_the_same_port() -> None:
 
 def test_back_pressure_pauses_reading_and_the_limit_drops_the_peer() -> None:
     chunk = b"z" * 65536
-    states: list[bool] = []
+    # After each send: (queued?, still open?, paused?, bytes waiting in the write buffer).
+    states: list[tuple[bool, bool, bool, int]] = []
 
     class Flood(Recorder):
         def on_open(self, peer: Peer) -> None:
@@ -403,11 +404,12 @@ def test_back_pressure_pauses_reading_and_the_limit_drops_the_peer() -> None:
 
         def on_message(self, peer: Peer, message: str | bytes) -> None:
             for _ in range(40):  # 2.5 MiB toward a client that does not read
-                peer.send(chunk)
-                states.append(peer.paused)
+                queued = peer.send(chunk)
+                states.append((queued, peer.open, peer.paused, peer.buffered))
 
     recorder = Flood()
-    with running(recorder, write_high_water=256 << 10, write_limit=1 << 20) as server:
+    high_water, limit = 256 << 10, 1 << 20
+    with running(recorder, write_high_water=high_water, write_limit=limit) as server:
         client = RawClient(server.port, rcvbuf=4096)
         client.conn.send_text("go")
         client.sock.sendall(client.conn.data_to_send())
@@ -416,7 +418,19 @@ def test_back_pressure_pauses_reading_and_the_limit_drops_the_peer() -> None:
         assert isinstance(closed.error, BufferError)
         assert not server.peers
         client.close()
-    assert True in states  # paused first, then dropped
+    queued, still_open, paused, buffered = (list(column) for column in zip(*states, strict=True))
+    # Order: open and reading, then open and paused, then dropped by the send that passed the
+    # limit (queued, then closed); every later send refused. Never back.
+    first_pause = paused.index(True)
+    drop = still_open.index(False)
+    assert 0 < first_pause < drop < len(states) - 1
+    assert not any(paused[:first_pause]) and all(paused[first_pause:drop])
+    assert all(still_open[:drop]) and not any(still_open[drop:])
+    assert all(queued[: drop + 1]) and not any(queued[drop + 1 :])
+    # The pause came with the buffer over the high-water mark, the drop past the limit.
+    assert buffered[first_pause] > high_water
+    assert all(size <= limit for size in buffered[:drop])
+    assert "over the limit" in str(closed.error)
 
 
 def test_paused_peer_resumes_when_it_drains() -> None:

@@ -66,6 +66,12 @@ def test_unmask_in_place_matches(data: bytes, cut: st.DataObject) -> None:
     assert speedups.unmask(buffer, start, end) == _py_unmask(buffer, start, end)
 
 
+def test_apply_mask_long_memoryview() -> None:
+    # Past the translate threshold a memoryview is copied first: its slices cannot translate.
+    data = memoryview(bytes(range(256)) * 12)
+    assert _py_apply_mask(data, b"abcd") == speedups.apply_mask(data, b"abcd")
+
+
 @pytest.mark.parametrize("unmask", [speedups.unmask, _py_unmask])
 def test_unmask_refuses_offsets_outside_the_buffer(unmask: Callable[..., bytes]) -> None:
     for start, end in [(3, 5), (6, 5), (4, 11), (0, 0), (-1, 2), (1 << 64, 1 << 65)]:

@@ -416,7 +416,7 @@ unmask: Callable[[bytes | bytearray, int, int], bytes]
 parse_frames: Callable[[bytes | bytearray, bool, int, int], tuple[list[Frame], int, Fault | None]]
 try:
     from ._speedups import apply_mask, masked_frame, parse_frames, unmask
-except ImportError:  # no compiler at install time
+except ImportError:  # pragma: no cover - only where the extension was not built (no compiler)
     apply_mask = _py_apply_mask
     masked_frame = _py_masked_frame
     unmask = _py_unmask

@@ -39,6 +39,9 @@ FRAME_CASES = [
     ("close-code-and-reason-both-invalid", False, b"\x88\x03\x03\xff\xff"),
     ("several-faults-in-one-header", True, b"\xa1\xfe\xff\x38"),  # RSV2 and 65,336 bytes
     ("several-faults-in-one-header", False, b"\x21\x7e\x7e\x00"),  # RSV2, 32,256 bytes, no FIN
+    # A 255-byte Pong inside a fragmented message: websockets counts it against what is left
+    # of the message's limit (256 - 3), 1009; wsmachine: a control frame over 125, 1002.
+    ("several-faults-in-one-header", False, b"\x02\x03abc\x8a\x7e\x00\xff"),
 ]
 
 
@@ -67,6 +70,15 @@ def test_fail_fast_timing(server: bool, stream: bytes) -> None:
     assert ours != theirs
     assert diff._known_frame_divergence(stream, server, ours, theirs) is None
     (diff.diff_frames_server if server else diff.diff_frames_client)(b"\x00" + stream)
+
+
+def test_utf8_surrogate_prefix() -> None:
+    # Python's decoder waits on ED A0; wsmachine fails at once. The harness follows wsmachine.
+    stream = masked(1, b"y\xed\xa0", fin=False) + b"\x42\x80"  # then an RSV1 frame (1002)
+    assert diff._ours_frames(stream, True) == [("fail", 1007)]
+    assert diff._theirs_frames(stream, True) == ([("fail", 1007)], None)
+    assert diff._surrogate_prefix(b"\xed\xa0") and not diff._surrogate_prefix(b"\xed\x9f")
+    diff.diff_frames_server(b"\x00" + stream)
 
 
 def request(*lines: str, target: str = "/chat", end: str = "\r\n") -> bytes:
@@ -133,7 +145,8 @@ def test_a_real_disagreement_fails_the_target(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_every_divergence_is_tested_and_documented() -> None:
-    tested = {case[0] for case in FRAME_CASES + HTTP_CASES} | {"fail-fast-timing"}
+    tested = {case[0] for case in FRAME_CASES + HTTP_CASES}
+    tested |= {"fail-fast-timing", "utf8-surrogate-prefix"}
     assert tested == set(diff.DIVERGENCES)
     page = SECURITY_PAGE.read_text()
     missing = [name for name in diff.DIVERGENCES if f"``{name}``" not in page]

@@ -201,7 +201,9 @@ class Peer(SessionView):
         #: Whether the message last given to :meth:`Handler.on_message` ended its message
         #: (always, unless the ``stream`` setting is on).
         self.final = True
-        self._wbuf: deque[bytes] = deque()
+        # Made when a write waits for the kernel, dropped when it is empty: an empty deque
+        # takes 760 bytes, a fifth of what an idle connection costs.
+        self._wbuf: deque[bytes] | None = None
         self._woff = 0
         self._pending = 0
         self._mask = 0
@@ -695,6 +697,8 @@ class Loop:
             return
         data = peer.session.data_to_send()
         if data:
+            if peer._wbuf is None:
+                peer._wbuf = deque()
             peer._wbuf.append(data)
             peer._pending += len(data)
             self._write(peer)
@@ -702,6 +706,8 @@ class Loop:
 
     def _write(self, peer: Peer) -> None:
         buf = peer._wbuf
+        if buf is None:
+            return
         sock = peer.sock
         while buf:
             chunk = buf[0]
@@ -729,6 +735,7 @@ class Loop:
                 return  # the kernel's buffer is full
             buf.popleft()
             peer._woff = 0
+        peer._wbuf = None  # all written
 
     def _after_io(self, peer: Peer) -> None:
         """Ask the session what the transport does next: end the stream, close the socket,
@@ -820,7 +827,7 @@ class Loop:
                 self._selector.unregister(peer.sock)
             peer._mask = 0
         peer.sock.close()
-        peer._wbuf.clear()
+        peer._wbuf = None
         peer._pending = 0
         if peer.session.opened:
             self._guard(None, peer.handler.on_close, peer, peer.session.closed())

@@ -42,6 +42,8 @@ FRAME_CASES = [
     # A 255-byte Pong inside a fragmented message: websockets counts it against what is left
     # of the message's limit (256 - 3), 1009; wsmachine: a control frame over 125, 1002.
     ("several-faults-in-one-header", False, b"\x02\x03abc\x8a\x7e\x00\xff"),
+    # 3 + 255 bytes: past the 256-byte limit, and the continuation starts with 0xFF.
+    ("size-and-utf8-both-broken", False, b"\x01\x03abc\x00\x7e\x00\xff\xff\xff"),
 ]
 
 
@@ -111,6 +113,8 @@ HTTP_CASES = [
     ("request-target", True, request(target="chat")),
     ("host-field", True, request("Host: second")),
     ("host-field", True, request().replace(b"Host: h", b"Host: [h")),
+    ("http-version", True, request().replace(b"HTTP/1.1", b"HTTP/1.2")),
+    ("origin-field", True, request("Origin: n\x83l")),
     ("upgrade-list", True, request().replace(b"Upgrade: websocket", b"Upgrade: websocket, h2c")),
     ("interim-1xx", False, b"HTTP/1.1 100 Continue\r\n\r\n" + response()),
     ("reason-phrase", False, response(status="HTTP/1.1 101 Switching\x02Protocols")),

@@ -77,6 +77,14 @@ DIVERGENCES = {
     "CR, LF and NUL in field values; h11 (wsmachine) does, websockets refuses them.",
     "upgrade-list": "RFC 6455 §4.2.1: the Upgrade field must contain 'websocket'; wsmachine "
     "accepts it among other tokens (or repeated), websockets only alone.",
+    "size-and-utf8-both-broken": "RFC 6455 §8.1 and §10.4 rank neither: a continuation "
+    "frame takes a text message past the limit and breaks UTF-8; wsmachine checks the "
+    "message size when the frame is complete and UTF-8 as bytes arrive (1007), websockets "
+    "the size at the header (1009).",
+    "http-version": "RFC 6455 §4.1: the HTTP version MUST be at least 1.1; wsmachine "
+    "accepts HTTP/1.2 and up, websockets only HTTP/1.1.",
+    "origin-field": "RFC 6454 §7: Origin holds a serialized origin or null; wsmachine "
+    "answers 400 to anything else, websockets (checking no origins) accepts it.",
     "bare-lf": "RFC 9112 §2.2: a recipient MAY recognize a single LF as a line terminator; "
     "h11 (wsmachine) does, websockets refuses.",
     "request-target": "RFC 7230 §5.3.1, RFC 6455 §4.1: the request-target of an upgrade is "
@@ -253,6 +261,8 @@ def _known_frame_divergence(
                 except ProtocolError:
                     return "close-code-and-reason-both-invalid"
         return None
+    if last == ("fail", 1007) and theirs == [*before, ("fail", 1009)]:
+        return "size-and-utf8-both-broken" if _text_breaks_utf8(stream, server) else None
     if fault is None or last != ("fail", 1002):
         return None
     # wsmachine refused the complete header at ``pos``: which rule, checked on the bytes.
@@ -277,6 +287,25 @@ def _known_frame_divergence(
     if _broken(head) and theirs == [*before, ("fail", 1009)]:
         return "several-faults-in-one-header"
     return None
+
+
+def _text_breaks_utf8(stream: bytes, server: bool) -> bool:
+    """Whether the last text message in the stream, its last frame completed with zeros,
+    is not UTF-8: wsmachine's 1007 is real, only the size check came later."""
+    frames, _, _ = _py_parse_frames(stream + bytes(1 << 16), server, 1 << 62, 0x70)
+    message: list[bytes] = []
+    for opcode, _, _, payload in frames:
+        if opcode == 0x1:
+            message = [payload]
+        elif opcode == 0x0 and message:
+            message.append(payload)
+        elif opcode == 0x2:
+            message = []
+    try:
+        b"".join(message).decode()
+    except UnicodeDecodeError:
+        return True
+    return False
 
 
 def _broken(head: bytes) -> bool:
@@ -378,6 +407,9 @@ _BARE_LF = re.compile(rb"(?<!\r)\n")
 #: RFC 3986 host (reg-name or IP literal) and optional port, as RFC 7230 §5.4 requires.
 _HOST = re.compile(rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*|\[[0-9A-Fa-f:.]+\]")
 _PORT = re.compile(rb"(?::[0-9]*)?")
+_LATER_HTTP = re.compile(rb"HTTP/1\.[2-9]")
+#: RFC 6454 §7: one serialized origin, or "null".
+_ORIGIN = re.compile(rb"null|[A-Za-z][A-Za-z0-9+.\-]*://[\x21-\x7e]+")
 _CTL = re.compile(rb"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _REASON = re.compile(rb"[\t \x21-\x7e\x80-\xff]*")
 
@@ -399,9 +431,14 @@ def _known_http_divergence(stream: bytes, ours: str, theirs: str, server: bool) 
     ]
     if (ours, theirs) == (ACCEPT, REFUSE) and len(upgrade) > 1 and b"websocket" in upgrade:
         return "upgrade-list"
+    if server and (ours, theirs) == (ACCEPT, REFUSE) and _LATER_HTTP.fullmatch(start[-1]):
+        return "http-version"
     if server and (ours, theirs) == (REFUSE, ACCEPT):
         if len(start) == 3 and not start[1].startswith(b"/"):
             return "request-target"
+        origins = [value.strip(b" \t") for name, _, value in fields if name.lower() == b"origin"]
+        if any(not _ORIGIN.fullmatch(origin) for origin in origins):
+            return "origin-field"
         hosts = [value.strip(b" \t") for name, _, value in fields if name.lower() == b"host"]
         if len(hosts) != 1 or not _valid_host(hosts[0]):
             return "host-field"

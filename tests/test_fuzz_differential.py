@@ -114,6 +114,7 @@ HTTP_CASES = [
     ("host-field", True, request("Host: second")),
     ("host-field", True, request().replace(b"Host: h", b"Host: [h")),
     ("http-version", True, request().replace(b"HTTP/1.1", b"HTTP/1.2")),
+    ("http-version", False, response(status="HTTP/1.2 101 Switching Protocols")),
     ("origin-field", True, request("Origin: n\x83l")),
     ("upgrade-list", True, request().replace(b"Upgrade: websocket", b"Upgrade: websocket, h2c")),
     ("interim-1xx", False, b"HTTP/1.1 100 Continue\r\n\r\n" + response()),

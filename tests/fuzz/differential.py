@@ -81,8 +81,9 @@ DIVERGENCES = {
     "frame takes a text message past the limit and breaks UTF-8; wsmachine checks the "
     "message size when the frame is complete and UTF-8 as bytes arrive (1007), websockets "
     "the size at the header (1009).",
-    "http-version": "RFC 6455 §4.1: the HTTP version MUST be at least 1.1; wsmachine "
-    "accepts HTTP/1.2 and up, websockets only HTTP/1.1.",
+    "http-version": "RFC 6455 §4.1: the request's HTTP version MUST be at least 1.1, and "
+    "RFC 9110 §2.5 has a recipient take a later 1.x as the 1.1 it supports; wsmachine "
+    "accepts HTTP/1.2 and up in both roles, websockets only HTTP/1.1.",
     "origin-field": "RFC 6454 §7: Origin holds a serialized origin or null; wsmachine "
     "answers 400 to anything else, websockets (checking no origins) accepts it.",
     "bare-lf": "RFC 9112 §2.2: a recipient MAY recognize a single LF as a line terminator; "
@@ -431,7 +432,8 @@ def _known_http_divergence(stream: bytes, ours: str, theirs: str, server: bool) 
     ]
     if (ours, theirs) == (ACCEPT, REFUSE) and len(upgrade) > 1 and b"websocket" in upgrade:
         return "upgrade-list"
-    if server and (ours, theirs) == (ACCEPT, REFUSE) and _LATER_HTTP.fullmatch(start[-1]):
+    version = start[-1] if server else start[0]  # request line last, status line first
+    if (ours, theirs) == (ACCEPT, REFUSE) and _LATER_HTTP.fullmatch(version):
         return "http-version"
     if server and (ours, theirs) == (REFUSE, ACCEPT):
         if len(start) == 3 and not start[1].startswith(b"/"):

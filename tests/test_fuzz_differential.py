@@ -117,6 +117,8 @@ HTTP_CASES = [
     ("http-version", False, response(status="HTTP/1.2 101 Switching Protocols")),
     ("origin-field", True, request("Origin: n\x83l")),
     ("upgrade-list", True, request().replace(b"Upgrade: websocket", b"Upgrade: websocket, h2c")),
+    ("framing-field-in-101", False, response("Transfer-Encoding: gzip")),
+    ("framing-field-in-101", False, response("Content-Length: x")),
     ("interim-1xx", False, b"HTTP/1.1 100 Continue\r\n\r\n" + response()),
     ("reason-phrase", False, response(status="HTTP/1.1 101 Switching\x02Protocols")),
     ("ctl-in-field", False, response("X-A: a\x05b")),

@@ -86,6 +86,9 @@ DIVERGENCES = {
     "accepts HTTP/1.2 and up in both roles, websockets only HTTP/1.1.",
     "origin-field": "RFC 6454 §7: Origin holds a serialized origin or null; wsmachine "
     "answers 400 to anything else, websockets (checking no origins) accepts it.",
+    "framing-field-in-101": "RFC 9112 §6.1, RFC 9110 §8.6: a server MUST NOT send "
+    "Transfer-Encoding or Content-Length in a 1xx response; wsmachine (h11) refuses a 101 "
+    "with a transfer coding it does not know or an invalid length, websockets ignores them.",
     "bare-lf": "RFC 9112 §2.2: a recipient MAY recognize a single LF as a line terminator; "
     "h11 (wsmachine) does, websockets refuses.",
     "request-target": "RFC 7230 §5.3.1, RFC 6455 §4.1: the request-target of an upgrade is "
@@ -444,6 +447,13 @@ def _known_http_divergence(stream: bytes, ours: str, theirs: str, server: bool) 
         hosts = [value.strip(b" \t") for name, _, value in fields if name.lower() == b"host"]
         if len(hosts) != 1 or not _valid_host(hosts[0]):
             return "host-field"
+    framing = {b"transfer-encoding", b"content-length"}
+    if (
+        not server
+        and (ours, theirs) == (REFUSE, ACCEPT)
+        and any(name.strip().lower() in framing for name, _, _ in fields)
+    ):
+        return "framing-field-in-101"
     if not server and (ours, theirs) == (ACCEPT, REFUSE) and len(start) >= 2:
         if start[1][:1] == b"1" and start[1] != b"101":
             return "interim-1xx"

@@ -64,9 +64,9 @@ from ..extended_connect import (
 from ..state import State
 from ._common import ConnectionClosed, HandshakeError, HTTPResponse, handshake_error, not_found
 from .options import RECV_SIZE, ClientOptions, Options, ServerOptions, resolve
-from .selector import Handler, Peer, Timer
+from .selector import Endpoint, Handler, Peer, Timer
 from .selector import Server as _SelectorServer
-from .session import PongCallback, Session, SessionView
+from .session import Session
 
 __all__ = ["PREFACE", "Client", "ClientStream", "Server", "Stream"]
 
@@ -93,7 +93,7 @@ def _framing(options: Options) -> FramingSettings:
     )
 
 
-class Stream(SessionView):
+class Stream(Endpoint):
     """One WebSocket on an HTTP/2 stream: what the handler's callbacks get as ``peer``.
     Use it from the loop's thread only."""
 
@@ -139,46 +139,13 @@ class Stream(SessionView):
         return False
 
     @property
-    def closed(self) -> ConnectionClosed:
-        """How the WebSocket ended (or stands)."""
-        return self.session.closed()
-
-    @property
-    def open(self) -> bool:
-        """Whether messages can be sent."""
-        return self.session.can_send and not self._finished
-
-    @property
-    def done(self) -> bool:
-        """Whether the stream is over and forgotten."""
-        return self._finished
-
-    @property
     def buffered(self) -> int:
         """Bytes waiting for the stream's flow-control window."""
         return len(self._out)
 
-    def send(self, message: str | bytes | bytearray | memoryview) -> bool:
-        """Queue a message; ``False`` if the WebSocket is not open (it is dropped)."""
-        if not self.open:
-            return False
-        self.session.send(message)
+    def _service(self) -> None:
+        # The stream ends (END_STREAM) once the closing handshake is done.
         self._link.service(self)
-        return True
-
-    def ping(self, payload: bytes | None = None, on_pong: PongCallback | None = None) -> bool:
-        """Queue a Ping, as ``wsmachine.adapters.selector.Peer.ping``."""
-        if not self.open:
-            return False
-        self.session.ping(_now(), payload, on_pong)
-        self._link.service(self)
-        return True
-
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        """Start the closing handshake; the stream ends (END_STREAM) when it is done."""
-        if not self._finished:
-            self.session.close(_now(), code, reason)
-            self._link.service(self)
 
     def abort(self) -> None:
         """Reset the stream at once (RST_STREAM CANCEL), without a closing handshake."""

@@ -76,7 +76,7 @@ from ._common import ConnectionClosed, HTTPResponse, parse_url, upgrade_required
 from .options import DEFAULT_CLOSE_TIMEOUT, RECV_SIZE, ClientOptions, ServerOptions, resolve
 from .session import PongCallback, Session, SessionView
 
-__all__ = ["Handler", "Loop", "Peer", "Server", "Timer"]
+__all__ = ["Endpoint", "Handler", "Loop", "Peer", "Server", "Timer"]
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +161,69 @@ class Handler:
         )
 
 
-class Peer(SessionView):
+class Endpoint(SessionView):
+    """What a :class:`Handler`'s callbacks get as ``peer``: one WebSocket on a :class:`Loop`,
+    on a TCP connection (:class:`Peer`) or on an HTTP/2 stream
+    (``wsmachine.adapters.http2.Stream``). The calls queue output in its session and have the
+    loop write it. Use it from the loop's thread only."""
+
+    __slots__ = ()
+
+    session: Session
+    _finished: bool
+
+    def _service(self) -> None:
+        """Write what the session holds and act on its new state."""
+        raise NotImplementedError
+
+    def _idle(self) -> bool:
+        """Whether calls no longer take effect (over, or not yet connected)."""
+        return self._finished
+
+    @property
+    def closed(self) -> ConnectionClosed:
+        """How the WebSocket ended (or stands): the Close frames each way and the error."""
+        return self.session.closed()
+
+    @property
+    def open(self) -> bool:
+        """Whether messages can be sent."""
+        return self.session.can_send and not self._finished
+
+    @property
+    def done(self) -> bool:
+        """Whether the WebSocket is over and the loop forgot it."""
+        return self._finished
+
+    def send(self, message: str | bytes | bytearray | memoryview) -> bool:
+        """Queue a text (``str``) or binary message; ``False`` if the WebSocket is not open
+        (the message is dropped: the peer is opening, closing or gone)."""
+        if not self.open:
+            return False
+        self.session.send(message)
+        self._service()
+        return True
+
+    def ping(self, payload: bytes | None = None, on_pong: PongCallback | None = None) -> bool:
+        """Queue a Ping (by default 4 random bytes); ``on_pong`` gets the round trip in
+        seconds when its Pong arrives, or ``None`` if the connection ends first. ``False``
+        if the WebSocket is not open."""
+        if not self.open:
+            return False
+        self.session.ping(_now(), payload, on_pong)
+        self._service()
+        return True
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake (no effect unless open); the transport ends when the
+        peer answers, or after ``close_timeout``."""
+        if self._idle():
+            return
+        self.session.close(_now(), code, reason)
+        self._service()
+
+
+class Peer(Endpoint):
     """One connection of a :class:`Loop`, in either role: accepted by a :class:`Server`, or
     opened by :meth:`Loop.connect`. Use it from the loop's thread only."""
 
@@ -228,21 +290,6 @@ class Peer(SessionView):
         return self.session.conn.client
 
     @property
-    def closed(self) -> ConnectionClosed:
-        """How the connection ended (or stands): the Close frames each way and the error."""
-        return self.session.closed()
-
-    @property
-    def open(self) -> bool:
-        """Whether messages can be sent."""
-        return self.session.can_send and not self._finished
-
-    @property
-    def done(self) -> bool:
-        """Whether the connection is over: its socket is closed and the loop forgot it."""
-        return self._finished
-
-    @property
     def buffered(self) -> int:
         """Bytes waiting in the write buffer."""
         return self._pending
@@ -258,32 +305,11 @@ class Peer(SessionView):
             and not self._mask & _R
         )
 
-    def send(self, message: str | bytes | bytearray | memoryview) -> bool:
-        """Queue a text (``str``) or binary message; ``False`` if the connection is not open
-        (the message is dropped: the peer is opening, closing or gone)."""
-        if not self.open:
-            return False
-        self.session.send(message)
+    def _service(self) -> None:
         self.loop._flush(self)
-        return True
 
-    def ping(self, payload: bytes | None = None, on_pong: PongCallback | None = None) -> bool:
-        """Queue a Ping (by default 4 random bytes); ``on_pong`` gets the round trip in
-        seconds when its Pong arrives, or ``None`` if the connection ends first. ``False``
-        if the connection is not open."""
-        if not self.open:
-            return False
-        self.session.ping(_now(), payload, on_pong)
-        self.loop._flush(self)
-        return True
-
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        """Start the closing handshake (no effect unless open); the TCP connection ends when
-        the peer answers, or after ``close_timeout``."""
-        if self._finished or self._connecting:
-            return
-        self.session.close(_now(), code, reason)
-        self.loop._flush(self)
+    def _idle(self) -> bool:
+        return self._finished or self._connecting
 
     def abort(self) -> None:
         """Close the TCP connection at once, without a closing handshake (also while a

@@ -123,6 +123,8 @@ HTTP_CASES = [
     ("reason-phrase", False, response(status="HTTP/1.1 101 Switching\x02Protocols")),
     ("ctl-in-field", False, response("X-A: a\x05b")),
     ("ctl-in-field", True, request("X-A: a\x05b")),
+    ("empty-extension-list", False, response("Sec-WebSocket-Extensions: ,")),
+    ("ctl-in-target", True, request(target="/c\x01\x00hat")),
 ]
 
 

@@ -99,6 +99,11 @@ DIVERGENCES = {
     "final one; wsmachine skips them, websockets refuses.",
     "reason-phrase": "RFC 7230 §3.1.2: a client SHOULD ignore the reason-phrase; wsmachine "
     "does, websockets refuses one with control characters.",
+    "ctl-in-target": "RFC 9112 §3.2, RFC 3986 §3.3: a request-target has no control "
+    "characters; wsmachine refuses one (400), websockets accepts.",
+    "empty-extension-list": "RFC 9110 §5.6.1.2: a recipient MUST accept empty list elements "
+    "and ignore them; wsmachine reads a Sec-WebSocket-Extensions of only commas as no "
+    "extension, websockets refuses it (RFC 6455 §9.1's 1#extension needs one).",
 }
 _QUIET = logging.getLogger("wsmachine.fuzz.websockets")
 _QUIET.disabled = True  # websockets logs each failure; the outcome is compared instead
@@ -415,6 +420,7 @@ _LATER_HTTP = re.compile(rb"HTTP/1\.[2-9]")
 #: RFC 6454 §7: one serialized origin, or "null".
 _ORIGIN = re.compile(rb"null|[A-Za-z][A-Za-z0-9+.\-]*://[\x21-\x7e]+")
 _CTL = re.compile(rb"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_TARGET_CTL = re.compile(rb"[\x00-\x1f\x7f]")
 _REASON = re.compile(rb"[\t \x21-\x7e\x80-\xff]*")
 
 
@@ -441,6 +447,8 @@ def _known_http_divergence(stream: bytes, ours: str, theirs: str, server: bool) 
     if server and (ours, theirs) == (REFUSE, ACCEPT):
         if len(start) == 3 and not start[1].startswith(b"/"):
             return "request-target"
+        if len(start) == 3 and _TARGET_CTL.search(start[1]):
+            return "ctl-in-target"
         origins = [value.strip(b" \t") for name, _, value in fields if name.lower() == b"origin"]
         if any(not _ORIGIN.fullmatch(origin) for origin in origins):
             return "origin-field"
@@ -461,6 +469,13 @@ def _known_http_divergence(stream: bytes, ours: str, theirs: str, server: bool) 
             return "reason-phrase"
     if (ours, theirs) == (ACCEPT, REFUSE) and _CTL.search(head):
         return "ctl-in-field"
+    extension_values = [
+        value for name, _, value in fields if name.strip().lower() == b"sec-websocket-extensions"
+    ]
+    if (ours, theirs) == (ACCEPT, REFUSE) and any(
+        not value.replace(b",", b"").strip(b" \t") for value in extension_values
+    ):
+        return "empty-extension-list"
     return None
 
 

@@ -588,18 +588,7 @@ class Server(_SelectorServer):
             self._flush(peer)
             return
         self._decided.add(peer)
-        session = peer.session
-        was_open, before = session.opened, session.error
-        handler = peer.handler
-        hook_error = session.feed(
-            seen,
-            _now(),
-            on_http=handler.on_http,
-            on_upgrade=lambda request: handler.on_handshake(peer, request),
-        )
-        if hook_error is not None:
-            self._guard(peer, handler.on_error, peer, hook_error)
-        self._settle(peer, was_open, before)
+        self._feed(peer, seen)
 
     def _read_h2(self, peer: Peer, link: _H2Session) -> None:
         try:

@@ -56,6 +56,7 @@ only through :meth:`Loop.call_soon_threadsafe` and :meth:`Loop.shutdown`.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import errno
 import heapq
@@ -161,7 +162,7 @@ class Handler:
         )
 
 
-class Endpoint(SessionView):
+class Endpoint(SessionView, abc.ABC):
     """What a :class:`Handler`'s callbacks get as ``peer``: one WebSocket on a :class:`Loop`,
     on a TCP connection (:class:`Peer`) or on an HTTP/2 stream
     (``wsmachine.adapters.http2.Stream``). The calls queue output in its session and have the
@@ -172,9 +173,9 @@ class Endpoint(SessionView):
     session: Session
     _finished: bool
 
+    @abc.abstractmethod
     def _service(self) -> None:
         """Write what the session holds and act on its new state."""
-        raise NotImplementedError
 
     def _idle(self) -> bool:
         """Whether calls no longer take effect (over, or not yet connected)."""
@@ -648,6 +649,11 @@ class Loop:
         except OSError as exc:
             self._abort(peer, exc)
             return
+        self._feed(peer, data)
+
+    def _feed(self, peer: Peer, data: bytes | None) -> None:
+        """Give ``data`` (``None``: the end of the stream) to the peer's session, with the
+        handler's hooks for the opening request, and act on the outcome."""
         session = peer.session
         was_open, before = session.opened, session.error
         handler = peer.handler

@@ -87,7 +87,10 @@ class ChatHandler(Handler):
     def log(self, text: str) -> None:
         """Write one log line, time-stamped."""
         out = self.out if self.out is not None else sys.stdout
-        print(f"{time.strftime('%H:%M:%S')} {self._tag}{text}", file=out, flush=True)
+        # One write per line: workers share one stdout, and print() writes the text and the
+        # newline separately, so two workers' lines could run together.
+        out.write(f"{time.strftime('%H:%M:%S')} {self._tag}{text}\n")
+        out.flush()
 
     # -- HTTP -----------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NoReturn
 from urllib.parse import urlsplit
 
@@ -44,7 +44,7 @@ from . import (
     Text,
 )
 from .adapters import ConnectionClosed, HandshakeError
-from .adapters.blocking import connect
+from .adapters.blocking import WebSocket, connect
 from .demo import serve as run_server
 
 #: The help text: the module docstring is for Sphinx, this is for a terminal.
@@ -68,6 +68,11 @@ pub/sub channel and every server delivers what the others published (at most onc
 sent while Redis is unreachable are lost, counted and logged; Redis must be reachable at start).
 --workers N runs N processes on one port, and needs --redis. The relay needs redis-py:
 pip install 'wsmachine[redis]'.
+
+With --http2 the port also speaks HTTP/2: the page and the WebSockets can be streams of one
+HTTP/2 connection (RFC 8441), cleartext with prior knowledge, or over TLS with --certfile
+(and --keyfile), where a browser picks HTTP/2 by ALPN. It needs h2:
+pip install 'wsmachine[http2]'.
 """
 
 CLIENT_DESCRIPTION = """\
@@ -75,6 +80,9 @@ Send each line typed (or piped in) as a text message and print each message rece
 binary ones as their size and first bytes. On a terminal, received lines start with "< " so
 they stand apart from typed ones; piped output is the messages as they are. When the input
 ends, the client waits for the answers (--wait), then closes with 1000.
+
+With --http2 the WebSocket is a stream of an HTTP/2 connection (RFC 8441): cleartext with
+prior knowledge for ws://, ALPN h2 for wss://. It needs h2: pip install 'wsmachine[http2]'.
 
 Exit status: 0 when the connection ends with 1000, 1 when it ends otherwise (the server's
 1001 or 1009, an error: the code and reason are printed) or cannot open, 2 for a usage error.
@@ -233,6 +241,97 @@ def _how_it_ended(closed: ConnectionClosed, by_server: bool) -> str:
     return f"{who}: {_code_name(closed.code)}{reason}"
 
 
+class _HTTP2Line:
+    """The line client's WebSocket on an HTTP/2 stream (RFC 8441): the calls the line client
+    makes of a blocking ``WebSocket``, for a printing thread and a sending one. The HTTP/2
+    client is for one thread, so a lock takes turns; a reader waits at most ``TURN`` seconds
+    per turn, so a typed line goes out at once."""
+
+    TURN = 0.05
+
+    def __init__(
+        self, url: str, *, origin: str | None, subprotocols: Sequence[str], timeout: float
+    ) -> None:
+        from .adapters.http2 import Client  # noqa: PLC0415 - h2 is optional
+
+        parts = urlsplit(url)
+        secure = parts.scheme == "wss"
+        host = parts.hostname or ""
+        port = parts.port or (443 if secure else 80)
+        sock: socket.socket = socket.create_connection((host, port), timeout=timeout)
+        try:
+            if secure:
+                context = ssl.create_default_context()
+                context.set_alpn_protocols(["h2"])
+                sock = context.wrap_socket(sock, server_hostname=host)
+                if sock.selected_alpn_protocol() != "h2":
+                    raise HandshakeError(f"{parts.netloc} did not agree to HTTP/2 (ALPN h2)")
+            self._client = Client(
+                sock,
+                parts.netloc,
+                scheme="https" if secure else "http",
+                timeout=timeout,
+                origin=origin,
+                subprotocols=list(subprotocols),
+            )
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            self._stream = self._client.open(parts.path or "/", timeout=timeout)
+        except BaseException:
+            self._client.close()
+            raise
+        self._lock = threading.Lock()
+        #: How the WebSocket ended, once it has.
+        self.closed: ConnectionClosed | None = None
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self._stream.subprotocol
+
+    def __iter__(self) -> Iterator[str | bytes]:
+        while True:
+            with self._lock:
+                if self.closed is not None:  # close() ended it while this thread waited
+                    return
+                try:
+                    message = self._stream.recv(timeout=self.TURN)
+                except TimeoutError:
+                    continue
+                except ConnectionClosed as closed:
+                    self.closed = closed
+                    raise
+            yield message
+
+    def send(self, message: str) -> None:
+        with self._lock:
+            if self.closed is not None:
+                raise self.closed
+            self._stream.send(message)
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                if self.closed is None:
+                    conn = self._stream.conn
+                    close = self._stream.close(timeout=5.0)
+                    sent = conn.close_sent or conn.close_owed
+                    self.closed = ConnectionClosed(sent, conn.close_received, close.error)
+            except (OSError, TimeoutError) as exc:
+                conn = self._stream.conn
+                self.closed = ConnectionClosed(conn.close_sent, conn.close_received, exc)
+            finally:
+                self._client.close()
+
+
+def _missing_h2() -> str | None:
+    """Why HTTP/2 cannot be used here, or ``None`` when it can."""
+    if importlib.util.find_spec("h2") is None:
+        return "--http2 needs h2, which is not installed: pip install 'wsmachine[http2]'"
+    return None
+
+
 def client(
     url: str,
     *,
@@ -240,14 +339,20 @@ def client(
     subprotocols: Sequence[str] = (),
     timeout: float = 10.0,
     wait: float = 0.5,
+    http2: bool = False,
 ) -> int:
     """Run the line client; return the exit status: 0 when the connection ends with 1000.
 
     When the input ends, it keeps printing messages until none came for ``wait`` seconds,
     then closes with 1000. On a terminal, received lines start with :data:`RECEIVED_MARK`.
+    With ``http2`` the WebSocket is a stream of an HTTP/2 connection (RFC 8441).
     """
+    ws: WebSocket | _HTTP2Line
     try:
-        ws = connect(url, origin=origin, subprotocols=subprotocols, open_timeout=timeout)
+        if http2:
+            ws = _HTTP2Line(url, origin=origin, subprotocols=subprotocols, timeout=timeout)
+        else:
+            ws = connect(url, origin=origin, subprotocols=subprotocols, open_timeout=timeout)
     except (HandshakeError, OSError, ValueError) as exc:
         print(
             f"cannot connect to {url}: {_one_line(_why_not_connected(url, exc))}", file=sys.stderr
@@ -450,6 +555,19 @@ def _parser() -> argparse.ArgumentParser:
         help="the Redis channel of the chat (default: %(default)s)",
     )
     serve.add_argument(
+        "--http2",
+        action="store_true",
+        help="serve HTTP/2 beside HTTP/1.1: WebSockets as RFC 8441 streams",
+    )
+    serve.add_argument(
+        "--certfile",
+        metavar="PEM",
+        help="serve TLS (https://, wss://) with this certificate chain (needs --http2)",
+    )
+    serve.add_argument(
+        "--keyfile", metavar="PEM", help="the private key, if not in --certfile's file"
+    )
+    serve.add_argument(
         "--workers",
         metavar="N",
         type=_workers,
@@ -465,6 +583,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     line_client.add_argument("url", type=_ws_url, help="e.g. ws://127.0.0.1:12345/ws")
     line_client.add_argument("--origin", help="the Origin header to send (default: none)")
+    line_client.add_argument(
+        "--http2",
+        action="store_true",
+        help="open the WebSocket as a stream of an HTTP/2 connection (RFC 8441)",
+    )
     line_client.add_argument(
         "--subprotocol",
         action="append",
@@ -500,6 +623,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             if args.redis is not None and args.echo:
                 parser.error("--echo and --redis do not mix: an echo is never relayed")
+            if args.certfile is None and args.keyfile is not None:
+                parser.error("--keyfile goes with --certfile")
+            if args.certfile is not None and not args.http2:
+                parser.error("--certfile needs --http2: TLS is served by the HTTP/2 server")
+            if args.http2 and (problem := _missing_h2()):
+                print(problem, file=sys.stderr)
+                return 1
             if args.redis is not None and importlib.util.find_spec("redis") is None:
                 print(
                     "--redis needs redis-py, which is not installed: "
@@ -518,10 +648,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 redis=args.redis,
                 channel=args.channel,
                 workers=args.workers,
+                http2=args.http2,
+                certfile=args.certfile,
+                keyfile=args.keyfile,
             )
         if args.command == "client":
+            if args.http2 and (problem := _missing_h2()):
+                print(problem, file=sys.stderr)
+                return 1
             return client(
                 args.url,
+                http2=args.http2,
                 origin=args.origin,
                 subprotocols=args.subprotocol,
                 timeout=args.timeout,

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -52,7 +53,7 @@ import h2.settings
 from ..close_codes import CloseCode
 from ..connection import ClientConnection
 from ..errors import RemoteProtocolError
-from ..events import Close, Event, Handshake, HTTPRequest, Rejected, Text
+from ..events import Accepted, Close, Event, Handshake, HTTPRequest, Rejected, Text
 from ..extended_connect import (
     ClientOpening,
     FramingSettings,
@@ -67,6 +68,7 @@ from .options import RECV_SIZE, ClientOptions, Options, ServerOptions, resolve
 from .selector import Endpoint, Handler, Peer, Timer
 from .selector import Server as _SelectorServer
 from .session import Session
+from .tls import TLSSocket
 
 __all__ = ["PREFACE", "Client", "ClientStream", "Server", "Stream"]
 
@@ -74,6 +76,8 @@ __all__ = ["PREFACE", "Client", "ClientStream", "Server", "Stream"]
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #: Default most WebSocket streams open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS).
 DEFAULT_MAX_STREAMS = 128
+#: Most reads of one TLS connection in a turn of the loop before the others get theirs.
+MAX_TLS_READS = 16
 
 _now = time.monotonic
 _CANCEL = h2.errors.ErrorCodes.CANCEL
@@ -524,11 +528,22 @@ class Server(_SelectorServer):
 
     :param max_streams: most streams open at once on one HTTP/2 connection
         (``SETTINGS_MAX_CONCURRENT_STREAMS``).
+    :param ssl_context: serve TLS (``https://`` and ``wss://``) with this server-side
+        context, for both protocols; browsers speak HTTP/2 only over TLS, choosing it by
+        ALPN (:func:`wsmachine.adapters.tls.server_context` offers ``h2`` and ``http/1.1``).
     """
 
-    def __init__(self, *args: Any, max_streams: int = DEFAULT_MAX_STREAMS, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        max_streams: int = DEFAULT_MAX_STREAMS,
+        ssl_context: ssl.SSLContext | None = None,
+        **kwargs: Any,
+    ) -> None:
         #: Most streams open at once on one HTTP/2 connection.
         self.max_streams = max_streams
+        #: The TLS context, or ``None`` for cleartext.
+        self.ssl_context = ssl_context
         self._sniffing: dict[Peer, bytes] = {}  # accepted, first bytes not seen yet
         self._decided: set[Peer] = set()  # HTTP/1.1 connections
         super().__init__(*args, **kwargs)
@@ -563,6 +578,25 @@ class Server(_SelectorServer):
     # -- which protocol ---------------------------------------------------------------
 
     def _read(self, peer: Peer) -> None:
+        context = self.ssl_context
+        if context is None or peer.client:
+            self._read_plain(peer)
+            return
+        found: object = peer.sock
+        if isinstance(found, TLSSocket):
+            sock = found
+        else:  # the first read: TLS from now on (the loop only needs a socket's methods)
+            sock = TLSSocket(peer.sock, context)
+            peer.sock = cast(socket.socket, sock)
+        # A read hands out at most one buffer of what TLS decrypted; the kernel does not
+        # signal the rest, so read on while some is left (bounded: the loop must turn).
+        for _ in range(MAX_TLS_READS):
+            self._read_plain(peer)
+            if peer._finished or not peer.session.reading() or not sock.pending():
+                return
+        self._call_at(_now(), lambda: self._read(peer))
+
+    def _read_plain(self, peer: Peer) -> None:
         link = _link_of(peer)
         if link is not None:
             self._read_h2(peer, link)
@@ -730,6 +764,8 @@ class Client:
         self._openings: dict[int, tuple[ClientOpening, Event | None]] = {}
         self._out: dict[int, bytearray] = {}
         self._ended: set[int] = set()
+        # Events of a stream whose 200 arrived in the same read as its first messages.
+        self._early: dict[int, list[Event]] = {}
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
         self.h2 = h2.connection.H2Connection(config)
         self.h2.initiate_connection()
@@ -778,6 +814,7 @@ class Client:
         assert opening.connection is not None
         stream = ClientStream(self, stream_id, opening.connection)
         stream.accepted = outcome
+        stream._inbox.extend(self._early.pop(stream_id, ()))
         self.streams[stream_id] = stream
         return stream
 
@@ -850,6 +887,18 @@ class Client:
         stream = self.streams.get(stream_id)
         if stream is not None:
             stream._inbox.extend(events)
+        else:  # opened in this read; open() hands them over
+            self._early.setdefault(stream_id, []).extend(events)
+
+    def _conn_of(self, stream_id: int) -> ClientConnection | None:
+        """The machine of an open stream, or of one whose 200 just arrived."""
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            return stream.conn
+        waiting = self._openings.get(stream_id)
+        if waiting is not None and isinstance(waiting[1], Accepted):
+            return waiting[0].connection
+        return None
 
     def _event(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.RemoteSettingsChanged):
@@ -866,15 +915,15 @@ class Client:
             size = event.flow_controlled_length or 0
             with contextlib.suppress(*_H2Error):
                 self.h2.acknowledge_received_data(size, stream_id)
-            stream = self.streams.get(stream_id)
-            if stream is not None:
-                self._deliver(stream_id, stream.conn.receive_data(event.data))
+            conn = self._conn_of(stream_id)
+            if conn is not None:
+                self._deliver(stream_id, conn.receive_data(event.data))
         elif isinstance(event, h2.events.StreamEnded | h2.events.StreamReset):
-            stream = self.streams.get(stream_id)
-            if stream is not None:
+            conn = self._conn_of(stream_id)
+            if conn is not None:
                 if isinstance(event, h2.events.StreamReset):
                     self._ended.add(stream_id)
-                self._deliver(stream_id, stream.conn.receive_eof())
+                self._deliver(stream_id, conn.receive_eof())
             elif stream_id in self._openings and self._openings[stream_id][1] is None:
                 error = RemoteProtocolError("the server ended the stream without an answer")
                 self._opened(stream_id, Rejected(status_code=0, headers=(), error=error))

@@ -15,6 +15,11 @@ With ``redis=`` (``serve --redis URL``) the room spans processes and machines: a
 delivers what the other processes published; JSON clients also receive the number online
 in all (``{"type": "presence", "online": N}``). ``serve --workers N`` runs N such processes
 on one port (:mod:`wsmachine.demo.workers`).
+
+With ``http2=True`` (``serve --http2``) the port also speaks HTTP/2
+(:mod:`wsmachine.adapters.http2`): the page and each WebSocket can be a stream of one
+HTTP/2 connection (RFC 8441), cleartext with prior knowledge, or over TLS with
+``certfile`` (``--certfile``), where ALPN lets a browser choose HTTP/2.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import secrets
 import signal
 import socket
+import ssl
 import string
 import sys
 import time
@@ -140,7 +146,7 @@ class ChatHandler(Handler):
         peer.data["member"] = member
         self.members.add(peer)
         self.log(
-            f"connect    {_peer_name(peer.address)} path={path.split('?')[0]} "
+            f"connect    {_peer_name(peer.address)} path={path.split('?')[0]}{_over(peer)} "
             f"name={member.name} ({len(self.members)} connected)"
         )
         greeting = self.room.welcome(member)
@@ -194,7 +200,7 @@ class ChatHandler(Handler):
         if isinstance(member, Member):
             self.room.leave(member)
             self._count_changed()
-        first = peer.conn.closed_first
+        first = peer.session.conn.closed_first
         started, answer = (
             (closed.local, closed.remote) if first == "local" else (closed.remote, closed.local)
         )
@@ -228,6 +234,12 @@ class ChatHandler(Handler):
         self.log(f"error      {_peer_name(peer.address)} {type(error).__name__}: {error}")
 
 
+def _over(peer: Peer) -> str:
+    """`` over HTTP/2 stream N`` for a WebSocket on an HTTP/2 stream (RFC 8441), else ``""``."""
+    stream_id = getattr(peer, "stream_id", None)  # only an HTTP/2 Stream has one
+    return f" over HTTP/2 stream {stream_id}" if stream_id is not None else ""
+
+
 def _member(peer: Peer) -> Member:
     member = peer.data["member"]
     assert isinstance(member, Member)
@@ -245,6 +257,8 @@ def chat_server(
     channel: str = "wsmachine-chat",
     node: str | None = None,
     sock: socket.socket | None = None,
+    http2: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
     **settings: Any,
 ) -> tuple[Server, ChatHandler]:
     """Make the demo's server and its handler (not yet running): what :func:`serve` runs,
@@ -254,6 +268,9 @@ def chat_server(
         :attr:`~ChatHandler.relay` is made, not started (``handler.relay.start()``).
     :param node: this process's tag on the channel (default: a random one, with ``redis``).
     :param sock: a listening socket to serve on instead of binding ``host`` and ``port``.
+    :param http2: serve HTTP/2 beside HTTP/1.1 on the port
+        (:class:`wsmachine.adapters.http2.Server`; needs ``wsmachine[http2]``).
+    :param ssl_context: serve TLS with it (with ``http2`` only: the HTTP/2 server does TLS).
     :raises OSError: the address cannot be listened on.
     :raises wsmachine.demo.relay.RelayError: ``redis`` is not a Redis URL.
     """
@@ -265,7 +282,15 @@ def chat_server(
         "origin_policy": OriginPolicy(allow_missing=True, allow_same_host=True),
         "ping_interval": 30.0,
     }
-    server = Server(handler, host, port, sock=sock, **{**options, **settings})
+    if ssl_context is not None and not http2:
+        raise ValueError("TLS is served by the HTTP/2 server: give http2=True with ssl_context")
+    if http2:
+        from ..adapters.http2 import Server as HTTP2Server  # noqa: PLC0415 - h2 is optional
+
+        options["ssl_context"] = ssl_context
+        server: Server = HTTP2Server(handler, host, port, sock=sock, **{**options, **settings})
+    else:
+        server = Server(handler, host, port, sock=sock, **{**options, **settings})
     handler.server = server
     if redis is not None:
         from .relay import Relay  # noqa: PLC0415 - redis-py is optional: wsmachine[redis]
@@ -301,6 +326,9 @@ def serve(
     redis: str | None = None,
     channel: str = "wsmachine-chat",
     workers: int = 1,
+    http2: bool = False,
+    certfile: str | None = None,
+    keyfile: str | None = None,
 ) -> int:
     """Run the demo server until SIGINT or SIGTERM; return the exit status.
 
@@ -309,9 +337,24 @@ def serve(
         reachable at start (else one line on stderr and status 1); later outages are retried.
     :param workers: processes sharing the port, each with its own loop (needs ``redis``
         when more than one).
+    :param http2: serve HTTP/2 beside HTTP/1.1 (WebSockets as RFC 8441 streams).
+    :param certfile: serve TLS with this certificate chain (and ``keyfile``, if the key is
+        apart), ALPN offering ``h2`` and ``http/1.1`` (with ``http2`` only). A file that
+        cannot be loaded: one line on stderr and status 1.
     """
     if workers > 1 and redis is None:
         raise ValueError("more than one worker needs a relay (redis=...) to share the chat")
+    if certfile is not None and not http2:
+        raise ValueError("TLS is served by the HTTP/2 server: certfile needs http2=True")
+    context: ssl.SSLContext | None = None
+    if certfile is not None:
+        from ..adapters.tls import server_context  # noqa: PLC0415 - only with TLS
+
+        try:
+            context = server_context(certfile, keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"cannot load the certificate {certfile}: {exc}", file=sys.stderr)
+            return 1
     if redis is not None:
         from .relay import RelayError, check  # noqa: PLC0415 - optional, as above
 
@@ -333,6 +376,8 @@ def serve(
                 channel=channel,
                 sock=sock,
                 worker=where,
+                http2=http2,
+                ssl_context=context,
             )
 
         try:
@@ -340,7 +385,16 @@ def serve(
         except OSError as exc:
             print(f"cannot listen on {host}:{port}: {exc}", file=sys.stderr)
             return 1
-    return _serve(host, port, echo=echo, deflate=deflate, redis=redis, channel=channel)
+    return _serve(
+        host,
+        port,
+        echo=echo,
+        deflate=deflate,
+        redis=redis,
+        channel=channel,
+        http2=http2,
+        ssl_context=context,
+    )
 
 
 def _serve(
@@ -353,10 +407,20 @@ def _serve(
     channel: str,
     sock: socket.socket | None = None,
     worker: str = "",
+    http2: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> int:
     try:
         server, handler = chat_server(
-            host, port, echo=echo, deflate=deflate, redis=redis, channel=channel, sock=sock
+            host,
+            port,
+            echo=echo,
+            deflate=deflate,
+            redis=redis,
+            channel=channel,
+            sock=sock,
+            http2=http2,
+            ssl_context=ssl_context,
         )
     except OSError as exc:
         print(f"cannot listen on {host}:{port}: {exc}", file=sys.stderr)
@@ -364,12 +428,15 @@ def _serve(
     shown = f"[{host}]" if ":" in host else host
     mode = "echo to the sender" if echo else "broadcast to everyone"
     mode += ", permessage-deflate" if deflate else ""
+    if http2:
+        mode += ", HTTP/2 over TLS (ALPN h2, http/1.1)" if ssl_context else ", HTTP/2 cleartext"
+    http, ws = ("https", "wss") if ssl_context is not None else ("http", "ws")
     relay = handler.relay
     if relay is not None:
         mode += f", relayed on {relay.where}{worker}"
         relay.start()
-    handler.log(f"serving http://{shown}:{server.port}/ ({mode}); open it in a browser")
-    handler.log(f"WebSocket endpoint ws://{shown}:{server.port}{ENDPOINT}; Ctrl-C stops")
+    handler.log(f"serving {http}://{shown}:{server.port}/ ({mode}); open it in a browser")
+    handler.log(f"WebSocket endpoint {ws}://{shown}:{server.port}{ENDPOINT}; Ctrl-C stops")
 
     def stop(signum: int, frame: object) -> None:
         handler.log(f"{signal.Signals(signum).name}: closing every connection with 1001")

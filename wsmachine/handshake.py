@@ -64,8 +64,24 @@ def new_key() -> str:
     return base64.b64encode(os.urandom(16)).decode("ascii")
 
 
-def _values(headers: Headers, name: bytes) -> list[bytes]:
-    return [value for key, value in headers if key == name]
+#: A head's fields by lowercase name, in order (h11 lowercases names): built once per head.
+_Index = dict[bytes, list[bytes]]
+_ABSENT: list[bytes] = []  # what a missing field reads as; never changed
+
+
+def _index(headers: Headers) -> _Index:
+    index: _Index = {}
+    for name, value in headers:
+        found = index.get(name)
+        if found is None:
+            index[name] = [value]
+        else:
+            found.append(value)
+    return index
+
+
+def _values(index: _Index, name: bytes) -> list[bytes]:
+    return index.get(name, _ABSENT)
 
 
 def _ascii(value: bytes, what: str, status: int = 400) -> str:
@@ -77,8 +93,8 @@ def _ascii(value: bytes, what: str, status: int = 400) -> str:
         ) from None
 
 
-def _single(headers: Headers, name: bytes, what: str, status: int = 400) -> bytes | None:
-    values = _values(headers, name)
+def _single(index: _Index, name: bytes, what: str, status: int = 400) -> bytes | None:
+    values = _values(index, name)
     if len(values) > 1:
         raise RemoteProtocolError(
             f"{what} appears {len(values)} times; expected once (RFC 6455 §4.2.1, §11.3)",
@@ -87,8 +103,8 @@ def _single(headers: Headers, name: bytes, what: str, status: int = 400) -> byte
     return values[0] if values else None
 
 
-def _has_token(headers: Headers, name: bytes, header: str, token: str) -> bool:
-    tokens = parse_token_list(_values(headers, name), header, allow_slash=True)
+def _has_token(index: _Index, name: bytes, header: str, token: str) -> bool:
+    tokens = parse_token_list(_values(index, name), header, allow_slash=True)
     return any(t.lower() == token for t in tokens)
 
 
@@ -162,6 +178,9 @@ def _head_too_large(what: str, limit: int) -> RemoteProtocolError:
     )
 
 
+_CRLF = b"\r\n"
+
+
 class _HeadScanner:
     """Bound an HTTP head as its bytes arrive, before h11 parses any of it.
 
@@ -188,12 +207,45 @@ class _HeadScanner:
         #: The head's blank line has been scanned.
         self.done = False
 
+    def _whole(self, data: bytes) -> int:
+        """The common case at C speed: a head that arrived whole, CRLF line endings, no line
+        folded, smaller than the line limit (so no line is too long) and within the others.
+        Return the offset past its end, with the state as the line walk would leave it; ``0``
+        when the head is not that simple (the line walk then decides, errors included)."""
+        end = data.find(b"\r\n\r\n")
+        if end <= 0 or data[0] in _CRLF:
+            return 0
+        end += 4
+        max_size, max_line, max_headers = self.limits
+        if end > max_size or end > max_line:
+            return 0
+        # The head ends at its first empty line, which may end with a bare LF too.
+        if data.find(b"\n\r\n", 0, end) != end - 3 or data.find(b"\n\n", 0, end) >= 0:
+            return 0
+        if self.what == "request" and (
+            data.find(b"\n ", 0, end) >= 0 or data.find(b"\n\t", 0, end) >= 0
+        ):
+            return 0
+        headers = data.count(b"\n", 0, end) - 2  # not the start line, not the empty one
+        if headers > max_headers:
+            return 0
+        self._size = end
+        self._last = 0x0A
+        self._first = False
+        self._headers = headers
+        self.done = True
+        return end
+
     def scan(self, data: bytes, pos: int = 0) -> int:
         """Scan ``data[pos:]``; return the offset just past the head's end (``len(data)``
         while it has not ended).
 
         :raises RemoteProtocolError: a limit is crossed.
         """
+        if pos == 0 and self._size == 0:
+            end = self._whole(data)
+            if end:
+                return end
         max_size, max_line, max_headers = self.limits
         request = self.what == "request"
         n = len(data)
@@ -299,7 +351,9 @@ class ServerHandshake:
         conn = self._h11
         conn.receive_data(data)
         try:
-            if self._pending is None:
+            # Always true: the request is returned by the call that completes it (an upgrade
+            # has no body, so h11 pauses at once) and Connection never feeds this again.
+            if self._pending is None:  # pragma: no branch
                 _check_head_start(data, -self._received, "request")
                 self._received += len(data)
                 self._scanner.scan(data)
@@ -309,7 +363,9 @@ class ServerHandshake:
                 if not isinstance(event, h11.Request):  # pragma: no cover - h11 starts so
                     raise RemoteProtocolError(f"unexpected HTTP event {event!r}")
                 # h11 bounds only a head still incomplete; bound one that came whole too.
-                if self._received - len(conn.trailing_data[0]) > self._max_size:
+                # Defensive: _HeadScanner has already refused any head byte past max_size.
+                head = self._received - len(conn.trailing_data[0])
+                if head > self._max_size:  # pragma: no cover
                     raise _head_too_large("request", self._max_size)
                 self._method = event.method
                 result = _check_request(event)
@@ -322,12 +378,15 @@ class ServerHandshake:
             # The upgrade request has no body: h11 reports its end, then pauses.
             while True:
                 event = conn.next_event()
-                if event is h11.NEED_DATA:
+                # Never: _check_request refused any body, so EndOfMessage follows the Request.
+                if event is h11.NEED_DATA:  # pragma: no cover
                     return None
                 if event is h11.PAUSED:
                     break
         except h11.RemoteProtocolError as exc:
-            if exc.error_status_hint == 431:
+            # Defensive: h11's 431 (an incomplete head over max_size) never precedes the
+            # scanner's, which sees every byte first.
+            if exc.error_status_hint == 431:  # pragma: no cover
                 raise _head_too_large("request", self._max_size) from None
             raise RemoteProtocolError(
                 f"malformed HTTP request: {_h11_reason(exc)} (RFC 9112; RFC 6455 §4.2.1)",
@@ -478,11 +537,12 @@ def check_final_status(status: int) -> None:
 def _check_request(request: h11.Request) -> Handshake | HTTPRequest:
     """Check an upgrade request against RFC 6455 §4.2.1, or report a plain HTTP request."""
     headers: Headers = tuple((name, value) for name, value in request.headers)
+    index = _index(headers)
     target = _ascii(request.target, "request target")
-    upgrade = _has_token(headers, b"upgrade", "Upgrade", "websocket")
-    host = _check_host(headers, upgrade)
+    upgrade = _has_token(index, b"upgrade", "Upgrade", "websocket")
+    host = _check_host(index, upgrade)
     if not upgrade:
-        if _values(headers, b"sec-websocket-key"):
+        if _values(index, b"sec-websocket-key"):
             # A WebSocket client's request that lost its Upgrade header (a proxy that drops
             # hop-by-hop headers, a hand-written client): failing it tells the client why,
             # where serving it as a plain request would answer with a page (RFC 6455 §4.2.1).
@@ -500,22 +560,22 @@ def _check_request(request: h11.Request) -> Handshake | HTTPRequest:
         )
     _check_request_version(request.http_version)
     path = _resource_name(target, host)
-    if not _has_token(headers, b"connection", "Connection", "upgrade"):
+    if not _has_token(index, b"connection", "Connection", "upgrade"):
         raise RemoteProtocolError(
             "Connection header lacks the token 'upgrade' (RFC 6455 §4.2.1 item 4)"
         )
-    if _values(headers, b"content-length") not in ([], [b"0"]) or _values(
-        headers, b"transfer-encoding"
+    if _values(index, b"content-length") not in ([], [b"0"]) or _values(
+        index, b"transfer-encoding"
     ):
         raise RemoteProtocolError("upgrade request has a body; expected none (RFC 6455 §4.1)")
-    version = _single(headers, b"sec-websocket-version", "Sec-WebSocket-Version", 426)
+    version = _single(index, b"sec-websocket-version", "Sec-WebSocket-Version", 426)
     if version != _VERSION:
         shown = "none" if version is None else repr(version.decode("latin-1"))
         raise RemoteProtocolError(
             f"Sec-WebSocket-Version is {shown}: expected 13 (RFC 6455 §4.2.1 item 6, §4.4)",
             status_hint=426,
         )
-    key = _single(headers, b"sec-websocket-key", "Sec-WebSocket-Key")
+    key = _single(index, b"sec-websocket-key", "Sec-WebSocket-Key")
     if key is None or len(key) != 24:
         raise RemoteProtocolError(
             "Sec-WebSocket-Key is missing or not 24 characters: expected base64 of 16 bytes "
@@ -529,15 +589,15 @@ def _check_request(request: h11.Request) -> Handshake | HTTPRequest:
         raise RemoteProtocolError(
             "Sec-WebSocket-Key is not valid base64 of 16 bytes (RFC 6455 §4.2.1 item 5)"
         )
-    origin = _single(headers, b"origin", "Origin")
+    origin = _single(index, b"origin", "Origin")
     return Handshake(
         path=path,
         host=host,
         origin=None if origin is None else _ascii(origin, "Origin header"),
         subprotocols=tuple(
-            parse_token_list(_values(headers, b"sec-websocket-protocol"), "Sec-WebSocket-Protocol")
+            parse_token_list(_values(index, b"sec-websocket-protocol"), "Sec-WebSocket-Protocol")
         ),
-        extensions=tuple(parse_extension_list(_values(headers, b"sec-websocket-extensions"))),
+        extensions=tuple(parse_extension_list(_values(index, b"sec-websocket-extensions"))),
         headers=headers,
     )
 
@@ -600,11 +660,12 @@ def _parse_host(value: str) -> tuple[str, int | None] | None:
     return match["host"].lower(), int(port) if port else None
 
 
-def _check_host(headers: Headers, upgrade: bool) -> str:
+def _check_host(index: _Index, upgrade: bool) -> str:
     """Return a request's Host, checked: at most one, and host[:port] or empty (RFC 9112
     §3.2); an upgrade request names a host (RFC 6455 §4.1 item 4)."""
-    values = _values(headers, b"host")
-    if len(values) > 1:
+    values = _values(index, b"host")
+    # Defensive: h11 refuses a repeated Host first ("Found multiple Host: headers").
+    if len(values) > 1:  # pragma: no cover
         raise RemoteProtocolError(
             f"Host appears {len(values)} times; expected once (RFC 9112 §3.2; RFC 6455 §4.2.1)"
         )
@@ -790,7 +851,8 @@ class ClientHandshake:
                 if isinstance(event, h11.InformationalResponse | h11.Response):
                     # h11 bounds only a head still incomplete; bound one that came whole too.
                     end = self._received - len(conn.trailing_data[0])
-                    if end - self._head_start > self._max_size:
+                    # Defensive: _HeadScanner has already refused any head byte past max_size.
+                    if end - self._head_start > self._max_size:  # pragma: no cover
                         raise _head_too_large("response", self._max_size)
                     self._head_start = end
                 if isinstance(event, h11.InformationalResponse):
@@ -810,12 +872,18 @@ class ClientHandshake:
                     self._body += event.data[:room]
                     if len(event.data) > room:
                         return self._rejected()  # body bounded: report what fits
-                elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                # Always true here: the client's h11 has no other event to give (NEED_DATA
+                # returned above; PAUSED comes only after the EndOfMessage or the 101).
+                elif isinstance(
+                    event, h11.EndOfMessage | h11.ConnectionClosed
+                ):  # pragma: no branch
                     return self._rejected()
         except h11.RemoteProtocolError as exc:
             if self._response is not None:
                 raise self._bad_body(ended=not data) from None
-            if exc.error_status_hint == 431:
+            # Defensive: h11's 431 (an incomplete head over max_size) never precedes the
+            # scanner's, which sees every byte first.
+            if exc.error_status_hint == 431:  # pragma: no cover
                 raise _head_too_large("response", self._max_size) from None
             raise RemoteProtocolError(
                 f"malformed HTTP response: {_h11_reason(exc)} (RFC 9112)"
@@ -849,6 +917,7 @@ class ClientHandshake:
     def _check_101(self, response: h11.InformationalResponse) -> Accepted:
         headers: Headers = tuple((k, v) for k, v in response.headers)
         self.headers = headers
+        index = _index(headers)
         version = response.http_version
         # We asked in HTTP/1.1: the answer is HTTP/1.1 or a later HTTP/1 (RFC 9110 §6.2), and
         # HTTP/1.0 has no 101 at all (RFC 9110 §15.2).
@@ -857,13 +926,13 @@ class ClientHandshake:
                 f"101 response is in HTTP/{version.decode('latin-1')}: expected HTTP/1.1, the "
                 "version of the upgrade request (RFC 6455 §4.1; RFC 9110 §6.2, §15.2)"
             )
-        if not _has_token(headers, b"upgrade", "Upgrade", "websocket"):
+        if not _has_token(index, b"upgrade", "Upgrade", "websocket"):
             raise RemoteProtocolError("101 response lacks 'Upgrade: websocket' (RFC 6455 §4.1)")
-        if not _has_token(headers, b"connection", "Connection", "upgrade"):
+        if not _has_token(index, b"connection", "Connection", "upgrade"):
             raise RemoteProtocolError(
                 "101 response's Connection header lacks 'upgrade' (RFC 6455 §4.1)"
             )
-        accept = _single(headers, b"sec-websocket-accept", "Sec-WebSocket-Accept")
+        accept = _single(index, b"sec-websocket-accept", "Sec-WebSocket-Accept")
         if accept != accept_key(self._key).encode("ascii"):
             raise RemoteProtocolError(
                 f"Sec-WebSocket-Accept is {accept!r}: expected {accept_key(self._key)!r} "
@@ -872,8 +941,8 @@ class ClientHandshake:
         agreement = check_answer(
             self._subprotocols,
             self._extensions,
-            _values(headers, b"sec-websocket-protocol"),
-            _values(headers, b"sec-websocket-extensions"),
+            _values(index, b"sec-websocket-protocol"),
+            _values(index, b"sec-websocket-extensions"),
         )
         self.codecs = list(agreement.codecs)
         return Accepted(

@@ -169,3 +169,5 @@ def pytest_configure(config: pytest.Config) -> None:
         frames.unmask = frames._py_unmask
         frames.masked_frame = frames._py_masked_frame
         frames.parse_frames = frames._py_parse_frames
+        frames.parse_span = frames._py_parse_span
+        frames.unmask_inplace = frames._py_unmask_inplace

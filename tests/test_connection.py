@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
+from tests.conftest import _upgrade_request
 from wsmachine import (
     Binary,
     ClientConnection,
@@ -1532,3 +1533,153 @@ def test_local_errors_are_protocol_errors() -> None:
     conn = ServerConnection()
     with pytest.raises(ProtocolError):
         conn.send_text("x")
+
+
+# ------------------------------------------------------------------------------------------------
+# The receive-into path: get_buffer() + buffer_updated().
+# ------------------------------------------------------------------------------------------------
+
+
+def read_into(conn: Connection, data: bytes, sizehint: int = -1) -> list[object]:
+    """Feed ``data`` as reads into the connection's own buffer would."""
+    events: list[object] = []
+    pos = 0
+    while pos < len(data):
+        view = conn.get_buffer(sizehint)
+        n = min(len(view), len(data) - pos)
+        view[:n] = data[pos : pos + n]
+        events += conn.buffer_updated(n)
+        pos += n
+    return events
+
+
+class TestReceiveInto:
+    def test_messages_read_into_the_buffer(self, open_conn: Callable[..., Connection]) -> None:
+        conn = open_conn(max_message_size=1 << 21)
+        big = bytes(range(256)) * 4096  # 1 MiB
+        data = to(conn, TEXT, "h\u00e9llo".encode()) + to(conn, BINARY, big)
+        data += to(conn, TEXT, b"frag", fin=False) + to(conn, PING, b"p") + to(conn, CONT, b"ment")
+        assert read_into(conn, data) == [
+            Text(data="h\u00e9llo"),
+            Binary(data=big),
+            Ping(payload=b"p"),
+            Text(data="fragment"),
+        ]
+
+    def test_the_handshake_read_into_a_buffer(self) -> None:
+        server = ServerConnection()
+        data = _upgrade_request() + frame(TEXT, b"early")
+        (handshake,) = read_into(server, data, sizehint=7)
+        assert server.accept(handshake) == [Text(data="early")]  # type: ignore[arg-type]
+
+    def test_a_large_frame_gets_a_buffer_for_its_rest(self, open_server: MakeServer) -> None:
+        server = open_server(max_message_size=1 << 21)
+        payload = b"x" * (1 << 20)
+        data = frame(BINARY, payload)
+        view = server.get_buffer()
+        assert len(view) == 64 * 1024  # no hint: one usual read
+        view[:] = data[: len(view)]
+        assert server.buffer_updated(len(view)) == []
+        view = server.get_buffer()
+        rest = len(data) - 64 * 1024
+        # The rest of the frame, where it will stay, and room for one more read behind it.
+        assert len(view) == rest + 64 * 1024
+        view[:rest] = data[64 * 1024 :]
+        assert server.buffer_updated(rest) == [Binary(data=payload)]
+
+    def test_a_trickled_large_frame_does_not_reserve_its_whole_size(
+        self, open_server: MakeServer
+    ) -> None:
+        server = open_server(max_message_size=1 << 21)
+        data = frame(BINARY, b"x" * (1 << 20))
+        assert read_into(server, data[:100], sizehint=100) == []
+        assert len(server.get_buffer(100)) < 64 * 1024 + 100  # 10 bytes in: not 1 MiB
+
+    def test_an_idle_connection_holds_no_buffer(self, open_conn: Callable[..., Connection]) -> None:
+        conn = open_conn(max_message_size=1 << 21)
+        assert read_into(conn, to(conn, BINARY, b"x" * 300_000)) == [Binary(data=b"x" * 300_000)]
+        reader = conn._reader
+        assert reader is not None
+        assert reader.capacity() == 0
+        assert read_into(conn, to(conn, BINARY, b"y" * 10)[:5]) == []
+        assert 0 < reader.capacity() <= 64 * 1024  # an unfinished frame keeps its buffer
+
+    def test_the_view_is_released_after_buffer_updated(self, open_server: MakeServer) -> None:
+        server = open_server()
+        view = server.get_buffer()
+        view[:2] = frame(PING)[:2]
+        assert server.buffer_updated(2) == []
+        with pytest.raises(ValueError, match="released"):
+            view[0] = 1
+
+    def test_buffer_updated_without_get_buffer(self, open_conn: Callable[..., Connection]) -> None:
+        conn = open_conn()
+        with pytest.raises(LocalProtocolError, match="without a view from get_buffer"):
+            conn.buffer_updated(1)
+        conn.get_buffer()
+        conn.buffer_updated(1)  # a zero byte: an incomplete frame header
+        with pytest.raises(LocalProtocolError, match="without a view"):
+            conn.buffer_updated(1)  # reported once only
+
+    @pytest.mark.parametrize("nbytes", [0, -1, 65537])
+    def test_buffer_updated_out_of_range(
+        self, open_conn: Callable[..., Connection], nbytes: int
+    ) -> None:
+        conn = open_conn()
+        view = conn.get_buffer()
+        message = "end of the stream" if nbytes == 0 else "holds 65536 bytes"
+        with pytest.raises(LocalProtocolError, match=message):
+            conn.buffer_updated(nbytes)
+        with pytest.raises(ValueError, match="released"):
+            len(view)  # released even so
+        with pytest.raises(LocalProtocolError, match="without a view"):
+            conn.buffer_updated(1)
+        assert conn.state is State.OPEN
+
+    def test_buffer_updated_takes_an_int(self, open_conn: Callable[..., Connection]) -> None:
+        conn = open_conn()
+        conn.get_buffer()
+        with pytest.raises(TypeError, match="int"):
+            conn.buffer_updated(1.0)  # type: ignore[arg-type]
+
+    def test_a_new_get_buffer_or_receive_call_drops_the_view(
+        self, open_conn: Callable[..., Connection]
+    ) -> None:
+        conn = open_conn()
+        first = conn.get_buffer()
+        second = conn.get_buffer()
+        with pytest.raises(ValueError, match="released"):
+            first[0] = 1
+        second[:2] = to(conn, PING)[:2]
+        assert conn.receive_data(to(conn, PING, b"p")) == [Ping(payload=b"p")]  # dropped
+        with pytest.raises(ValueError, match="released"):
+            second[0] = 1
+        with pytest.raises(LocalProtocolError, match="without a view"):
+            conn.buffer_updated(2)
+        conn.get_buffer()
+        assert len(conn.receive_eof()) == 1
+        with pytest.raises(LocalProtocolError, match="after receive_eof"):
+            conn.get_buffer()
+
+    def test_input_after_the_close_is_ignored(self, open_conn: Callable[..., Connection]) -> None:
+        conn = open_conn()
+        data = to(conn, CLOSE, close_payload(1000)) + to(conn, TEXT, b"late")
+        (close,) = read_into(conn, data)
+        assert isinstance(close, Close)
+        conn.data_to_send()
+        assert read_into(conn, to(conn, TEXT, b"later")) == []
+
+    def test_a_caller_that_keeps_a_slice_cannot_break_the_buffer(
+        self, open_server: MakeServer
+    ) -> None:
+        # Against the contract, a slice of the view outlives buffer_updated(): the reader
+        # moves to a new buffer rather than fail, and the events are still right.
+        server = open_server(max_message_size=1 << 21)
+        data = frame(BINARY, b"z" * 200_000) + frame(TEXT, b"ok")
+        view = server.get_buffer()
+        kept = view[:10]
+        view[:] = data[: len(view)]
+        assert server.buffer_updated(len(view)) == []
+        events = read_into(server, data[65536:])
+        assert events == [Binary(data=b"z" * 200_000), Text(data="ok")]
+        kept.release()

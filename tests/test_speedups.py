@@ -22,7 +22,9 @@ from wsmachine.frames import (
     _py_apply_mask,
     _py_masked_frame,
     _py_parse_frames,
+    _py_parse_span,
     _py_unmask,
+    _py_unmask_inplace,
     build_frame,
 )
 from wsmachine.testing import ConnectionPair
@@ -154,10 +156,55 @@ def test_parse_frames_matches_for_any_int_limit(max_size: int) -> None:
     assert compiled[1:] == ((len(buffer), None) if max_size > 0 else (0, (9, 256)))
 
 
+@settings(deadline=None, max_examples=400)
+@given(stream=frame_streams(), cut=st.data(), prefix=st.binary(max_size=8))
+def test_unmasking_in_place_then_parsing_gives_the_frames(
+    stream: bytes, cut: st.DataObject, prefix: bytes
+) -> None:
+    """The receive-into path: the head frame unmasked in place up to a mark (as its bytes
+    arrived, in pieces), then the stream parsed from behind the mark, gives the very frames a
+    parse of the untouched stream gives; on both twins, which leave the same bytes behind."""
+    whole = _py_parse_frames(stream, True, 1 << 20, 0x70)
+    start = len(prefix)
+    buffer = bytearray(prefix + stream)
+    mark = start
+    first = _head_payload_start(stream)
+    if first is not None and whole[0]:
+        marks = sorted(cut.draw(st.lists(st.integers(first, len(stream)), max_size=3)))
+        end_of_head = first + len(whole[0][0][3])
+        for stop in marks:
+            stop = min(stop, end_of_head)
+            if stop > mark - start:
+                twin = bytearray(buffer)
+                speedups.unmask_inplace(
+                    buffer, start + first, max(mark, start + first), start + stop
+                )
+                _py_unmask_inplace(twin, start + first, max(mark, start + first), start + stop)
+                assert buffer == twin
+                mark = start + stop
+    end = len(buffer)
+    compiled = speedups.parse_span(buffer, start, end, mark, True, 1 << 20, 0x70)
+    assert compiled == _py_parse_span(buffer, start, end, mark, True, 1 << 20, 0x70)
+    frames, pos, fault = compiled
+    assert (frames, pos - start, fault) == whole
+
+
+def _head_payload_start(stream: bytes) -> int | None:
+    """Where the first frame's payload starts, when it is masked and its header is whole."""
+    if len(stream) < 2 or not stream[1] & 0x80:
+        return None
+    size = stream[1] & 0x7F
+    header = (2 if size < 126 else 4 if size == 126 else 10) + 4
+    return header if len(stream) >= header else None
+
+
 @pytest.fixture
 def pure_python(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
     """Run the machine as if the extension had not been built; count the calls to each twin."""
-    calls = dict.fromkeys(("apply_mask", "unmask", "masked_frame", "parse_frames"), 0)
+    calls = dict.fromkeys(
+        ("apply_mask", "unmask", "unmask_inplace", "masked_frame", "parse_frames", "parse_span"),
+        0,
+    )
 
     def counted(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         def spy(*args: Any) -> Any:
@@ -189,7 +236,9 @@ def test_machine_on_the_pure_python_path(pure_python: dict[str, int]) -> None:
     # The client masked every frame, and the server parsed every read, through the Python
     # twins: the fixture's patch was really on the path the machine takes.
     assert pure_python["masked_frame"] == 5
-    assert pure_python["parse_frames"] >= 7
+    assert pure_python["parse_span"] >= 7
+    assert pure_python["unmask_inplace"] >= 1  # a text frame cut by a read, checked in place
+
     # A broken frame fails the same way: RSV2 with no extension, 1002.
     (close,) = pair.server.receive_data(b"\xa1\x80abcd")
     assert isinstance(close, Close)

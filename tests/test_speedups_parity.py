@@ -24,7 +24,9 @@ from wsmachine.frames import (
     _py_apply_mask,
     _py_masked_frame,
     _py_parse_frames,
+    _py_parse_span,
     _py_unmask,
+    _py_unmask_inplace,
 )
 
 
@@ -45,8 +47,9 @@ class Index:
         return self.value
 
 
-def _buffers(data: bytes) -> st.SearchStrategy[object]:
-    """``data`` as every kind of buffer object, contiguous or not."""
+def _buffer_makers(data: bytes) -> st.SearchStrategy[Callable[[], object]]:
+    """Makers of ``data`` as every kind of buffer object, read-only or writable, contiguous or
+    not: each call makes a fresh one, so an in-place function can run on two equal copies."""
     kinds: list[Callable[[], object]] = [
         lambda: data,
         lambda: bytearray(data),
@@ -54,6 +57,7 @@ def _buffers(data: bytes) -> st.SearchStrategy[object]:
         lambda: memoryview(bytearray(data)),
         lambda: memoryview(data)[::2],  # non-contiguous: BufferError on both sides
         lambda: memoryview(data)[::-1],
+        lambda: memoryview(bytearray(data))[::2],  # writable, non-contiguous
     ]
     if len(data) % 2 == 0:
         kinds.append(lambda: array.array("H", data))  # 2-byte items: still len(data) bytes
@@ -61,8 +65,14 @@ def _buffers(data: bytes) -> st.SearchStrategy[object]:
         kinds.append(lambda: memoryview(data).cast("B", shape=[2, len(data) // 2]))  # 2-D
     if len(data) % 4 == 0:
         kinds.append(lambda: memoryview(bytearray(data)).cast("I"))
+        kinds.append(lambda: array.array("I", data))  # writable, 4-byte items
     # Indices, not the objects: hypothesis hashes what it samples, and a writable view cannot.
-    return st.integers(0, len(kinds) - 1).map(lambda i: kinds[i]())
+    return st.integers(0, len(kinds) - 1).map(lambda i: kinds[i])
+
+
+def _buffers(data: bytes) -> st.SearchStrategy[object]:
+    """``data`` as every kind of buffer object, contiguous or not."""
+    return _buffer_makers(data).map(lambda make: make())
 
 
 NOT_BUFFERS = st.sampled_from(["abcd", 1234, None, [1, 2, 3, 4], 4.0, object()])
@@ -142,12 +152,79 @@ def test_parse_frames_same_on_any_arguments(
     same(speedups.parse_frames, _py_parse_frames, stream, expect_masked, max_size, rsv_forbidden)
 
 
+def _contents(buffer: object) -> bytes | None:
+    """What a buffer holds now (``None`` for an object without the buffer protocol)."""
+    try:
+        return memoryview(buffer).tobytes()  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def same_in_place(
+    compiled: Callable[..., Any], python: Callable[..., Any], make: Callable[[], object], *args: Any
+) -> None:
+    """Each twin on its own fresh copy of the buffer: the same outcome and the same bytes left
+    in the buffer afterwards."""
+    on_python = make()
+    expected = (outcome(python, on_python, *args), _contents(on_python))
+    on_compiled = make()
+    got = (outcome(compiled, on_compiled, *args), _contents(on_compiled))
+    assert got == expected, f"C and Python differ on {make()!r}, {args!r}"
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    make=st.binary(max_size=3000).flatmap(_buffer_makers) | NOT_BUFFERS.map(lambda x: lambda: x),
+    data=st.data(),
+)
+def test_unmask_inplace_same_on_any_arguments(
+    make: Callable[[], object], data: st.DataObject
+) -> None:
+    # Offsets mostly inside the buffer (to reach the masking), sometimes anything at all.
+    size = len(_contents(make()) or b"")
+    offsets = st.one_of(st.integers(0, size), st.integers(0, size), integers())
+    start, offset, end = data.draw(offsets), data.draw(offsets), data.draw(offsets)
+    if data.draw(st.booleans()):
+        start, offset, end = sorted((start, offset, end), key=_sort_key)
+    same_in_place(speedups.unmask_inplace, _py_unmask_inplace, make, start, offset, end)
+
+
+def _sort_key(value: object) -> int:
+    return value if type(value) is int else 0  # type: ignore[return-value]
+
+
+@settings(max_examples=800, deadline=None)
+@given(
+    stream=frame_streams().flatmap(_buffers) | NOT_BUFFERS,
+    data=st.data(),
+    expect_masked=st.one_of(st.booleans(), st.sampled_from([0, 1, None, "", "x", BadBool()])),
+    max_size=integers(),
+    rsv_forbidden=integers(),
+)
+def test_parse_span_same_on_any_arguments(
+    stream: object,
+    data: st.DataObject,
+    expect_masked: object,
+    max_size: object,
+    rsv_forbidden: object,
+) -> None:
+    size = len(_contents(stream) or b"")
+    offsets = st.one_of(st.integers(0, size), st.integers(0, size), integers())
+    start, unmasked, end = data.draw(offsets), data.draw(offsets), data.draw(offsets)
+    if data.draw(st.booleans()):
+        start, unmasked, end = sorted((start, unmasked, end), key=_sort_key)
+    args = (stream, start, end, unmasked, expect_masked, max_size, rsv_forbidden)
+    same(speedups.parse_span, _py_parse_span, *args)
+
+
 def test_wrong_argument_counts_and_keywords_fail_alike() -> None:
     pairs = [
         (speedups.apply_mask, _py_apply_mask, (b"ab", b"1234")),
         (speedups.unmask, _py_unmask, (b"12345678", 4, 6)),
         (speedups.masked_frame, _py_masked_frame, (b"\x82\x02", b"1234", b"ab")),
         (speedups.parse_frames, _py_parse_frames, (b"\x82\x00", False, 10, 0x70)),
+        (speedups.parse_span, _py_parse_span, (b"\x82\x00", 0, 2, 0, False, 10, 0x70)),
+        (speedups.unmask_inplace, _py_unmask_inplace, (bytearray(b"12345678"), 4, 5, 6)),
     ]
     for compiled, python, args in pairs:
         same(compiled, python, *args)

@@ -7,6 +7,9 @@
 2. Robustness: any bytes fed to a client or a server in any state produce only documented
    events; ``receive_data`` and ``receive_eof`` never raise, and a connection that reported
    its end stays quiet.
+3. Receive-into: the same bytes read into ``get_buffer()`` views and reported with
+   ``buffer_updated()``, cut anywhere, give exactly the events and outcome ``receive_data``
+   gives.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from hypothesis import example, given, settings
@@ -377,13 +380,40 @@ def _connection(state: str, with_101: bool) -> tuple[Connection, bytes]:
     return client, b""
 
 
-def _feed_all(conn: Connection, pieces: list[bytes], eof: bool) -> list[object]:
+Receive = Callable[[Connection, bytes], list[Event]]
+
+
+def _receive_data(conn: Connection, piece: bytes) -> list[Event]:
+    return conn.receive_data(piece)
+
+
+def _receive_into(sizehint: int) -> Receive:
+    """Feed a piece as a socket read into the machine's buffer would: ``get_buffer``, a write
+    of as much as fits, ``buffer_updated``, until the piece is in."""
+
+    def receive(conn: Connection, piece: bytes) -> list[Event]:
+        events: list[Event] = []
+        pos = 0
+        while pos < len(piece):
+            view = conn.get_buffer(sizehint)
+            n = min(len(view), len(piece) - pos)
+            view[:n] = piece[pos : pos + n]
+            events += conn.buffer_updated(n)
+            pos += n
+        return events
+
+    return receive
+
+
+def _feed_all(
+    conn: Connection, pieces: list[bytes], eof: bool, receive: Receive = _receive_data
+) -> list[object]:
     """Feed everything; check each call's events; return the events and states seen."""
     seen: list[object] = []
     over = False
     for piece in pieces:
         before = conn.state
-        events = conn.receive_data(piece)
+        events = receive(conn, piece)
         for event in events:
             assert isinstance(event, EVENT_TYPES)
         if over:
@@ -481,3 +511,101 @@ def _outcome(conn: Connection) -> tuple[object, ...]:
 
 def _events(seen: list[object]) -> list[object]:
     return normalized(e for e in seen if isinstance(e, EVENT_TYPES))
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. Receive-into: get_buffer() + buffer_updated() give what receive_data() gives.
+# ------------------------------------------------------------------------------------------------
+
+sizehints = st.sampled_from([-1, 0, 1, 2, 3, 7, 64, 1000, 1 << 30])
+
+
+@settings(deadline=None)
+@given(
+    state=st.sampled_from(STATES),
+    items=garbage,
+    with_101=st.booleans(),
+    eof=st.booleans(),
+    sizes=cut_sizes,
+    sizehint=sizehints,
+)
+def test_receive_into_gives_the_events_of_receive_data(  # noqa: PLR0917 - hypothesis's
+    state: str, items: list[Any], with_101: bool, eof: bool, sizes: list[int], sizehint: int
+) -> None:
+    to_server = state.startswith("server")
+    chunks = [
+        item
+        if isinstance(item, bytes)
+        else raw_frame(*item[:2], fin=item[2], rsv=item[3], masked=item[4] == to_server)
+        for item in items
+    ]
+    by_data, prefix = _connection(state, with_101)
+    pieces = _cut(prefix + b"".join(chunks), itertools.cycle(sizes))
+    expected = _events(_feed_all(by_data, pieces, eof))
+    by_into, prefix = _connection(state, with_101)
+    pieces = _cut(prefix + b"".join(chunks), itertools.cycle(sizes))  # this client's own key
+    assert _events(_feed_all(by_into, pieces, eof, _receive_into(sizehint))) == expected
+    assert _outcome(by_into) == _outcome(by_data)
+
+
+# Long data frames, masked, fragmented or not, now and then broken (bad UTF-8 anywhere in a
+# text, a bad opcode): reads cut them anywhere, so frames arrive in many pieces and the
+# unfinished head frame is unmasked in place and its text checked as it comes.
+long_frames = st.tuples(
+    st.sampled_from([0x0, 0x1, 0x1, 0x2, 0x2, 0x9, 0xB]),
+    st.one_of(
+        st.binary(min_size=100, max_size=3000),
+        st.text(min_size=30, max_size=1000).map(str.encode),
+        st.tuples(st.text(min_size=30, max_size=600), st.integers(0, 2000)).map(
+            lambda t: t[0].encode()[: t[1]] + b"\xc3\x28" + t[0].encode()[t[1] :]
+        ),
+        st.binary(max_size=125),
+    ),
+    st.booleans(),  # fin
+)
+
+
+def _open_server() -> ServerConnection:
+    """An OPEN server whose limits let long messages through."""
+    server = ServerConnection(max_message_size=1 << 20)
+    (request,) = server.receive_data(REQUEST)
+    assert isinstance(request, Handshake)
+    server.accept(request)
+    server.data_to_send()
+    return server
+
+
+# Whole messages, mostly valid: a first frame and its continuations.
+long_messages = st.tuples(
+    st.sampled_from([0x1, 0x2]), st.lists(long_frames, min_size=1, max_size=4)
+).map(
+    lambda m: [
+        (m[0] if i == 0 else 0x0, payload, i == len(m[1]) - 1)
+        for i, (_, payload, _) in enumerate(m[1])
+    ]
+)
+
+
+@settings(deadline=None, max_examples=200)
+@given(
+    frames=st.lists(
+        st.one_of(long_messages, long_messages, long_frames.map(lambda f: [f])), min_size=1
+    ).map(lambda lists: [f for frames in lists for f in frames][:10]),
+    sizes=st.lists(st.integers(1, 5000), min_size=1, max_size=8),
+    sizehint=sizehints,
+    eof=st.booleans(),
+)
+def test_receive_into_long_frames_gives_the_events_of_receive_data(
+    frames: list[tuple[int, bytes, bool]], sizes: list[int], sizehint: int, eof: bool
+) -> None:
+    data = b"".join(
+        raw_frame(op, payload[:125] if op & 8 else payload, fin=fin or bool(op & 8))
+        for op, payload, fin in frames
+    )
+    expected = _events(_feed_all(_open_server(), [data], eof))
+    pieces = _cut(data, itertools.cycle(sizes))
+    by_data = _open_server()
+    assert _events(_feed_all(by_data, pieces, eof)) == expected
+    by_into = _open_server()
+    assert _events(_feed_all(by_into, pieces, eof, _receive_into(sizehint))) == expected
+    assert _outcome(by_into) == _outcome(by_data)

@@ -1,5 +1,5 @@
-/* Optional compiled speed-ups for wsmachine: XOR masking (RFC 6455 §5.3) and the frame
- * parsing loop (§5.2).
+/* Optional compiled speed-ups for wsmachine: XOR masking (RFC 6455 §5.3), in place too, and the
+ * frame parsing loop (§5.2).
  *
  * wsmachine.frames falls back to its pure-Python twins when this module is absent. The twins
  * give the same result or raise the same exception for every argument, valid or not:
@@ -35,6 +35,21 @@ xor_key(unsigned char *out, const unsigned char *in, Py_ssize_t n, const unsigne
     for (; i < n; i++) {
         out[i] = in[i] ^ key[i & 3];
     }
+}
+
+/* out[i] = in[i] ^ key[(i + phase) % 4] for i < n: masking that starts `phase` bytes into the
+ * key, as for a payload resumed part-way through. */
+static void
+xor_key_phase(unsigned char *out, const unsigned char *in, Py_ssize_t n, const unsigned char *key,
+              Py_ssize_t phase)
+{
+    unsigned char rotated[4];
+    int i;
+
+    for (i = 0; i < 4; i++) {
+        rotated[i] = key[(i + phase) & 3];
+    }
+    xor_key(out, in, n, rotated);
 }
 
 static PyObject *
@@ -130,60 +145,55 @@ done:
 enum { FAULT_TABLE(FAULT_ENUM) };
 #undef FAULT_ENUM
 
-/* parse_frames(buffer, expect_masked, max_size, rsv_forbidden) -> (frames, end, fault)
- *
- * The same loop as frames._py_parse_frames, in C: the complete frames at the start of the
- * buffer as (opcode, fin, rsv, payload) tuples, unmasked; the offset after the last one; and
- * None, or (kind, value) for the first frame that breaks an RFC 6455 §5 rule. */
-static PyObject *
-parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* The arguments parse_frames and parse_span share, read in the Python twins' order: the truth
+ * of expect_masked, then max_size and rsv_forbidden as any int. Returns -1 with an exception. */
+static int
+frame_rules(PyObject *const *args, int *expect_masked, long long *max_size, int *rsv_forbidden)
 {
-    Py_buffer view;
-    PyObject *frames = NULL, *result = NULL, *fault = NULL;
-    int expect_masked, rsv_forbidden, overflow;
-    long long max_size;
-    Py_ssize_t pos = 0, n;
-    const unsigned char *buf;
+    int overflow;
+    PyObject *index, *low;
 
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "parse_frames() takes exactly 4 arguments");
-        return NULL;
-    }
-    expect_masked = PyObject_IsTrue(args[1]);
-    if (expect_masked < 0) {
-        return NULL;
+    *expect_masked = PyObject_IsTrue(args[0]);
+    if (*expect_masked < 0) {
+        return -1;
     }
     /* Any int, as in the Python twin: one too large for 64 bits limits nothing (no frame
      * declares more than 2**63 - 1, RFC 6455 §5.2), one below -2**63 refuses every data frame. */
-    max_size = PyLong_AsLongLongAndOverflow(args[2], &overflow);
+    *max_size = PyLong_AsLongLongAndOverflow(args[1], &overflow);
     if (overflow) {
-        max_size = overflow > 0 ? LLONG_MAX : -1;
+        *max_size = overflow > 0 ? LLONG_MAX : -1;
     }
-    else if (max_size == -1 && PyErr_Occurred()) {
-        return NULL;
+    else if (*max_size == -1 && PyErr_Occurred()) {
+        return -1;
     }
     /* Any int, as in the Python twin, where `b0 & rsv_forbidden` sees only its low 8 bits. */
-    {
-        PyObject *index = PyNumber_Index(args[3]), *low;
-        if (index == NULL) {
-            return NULL;
-        }
-        low = PyNumber_And(index, byte_mask);
-        Py_DECREF(index);
-        if (low == NULL) {
-            return NULL;
-        }
-        rsv_forbidden = (int)PyLong_AsLong(low); /* 0..255: cannot fail */
-        Py_DECREF(low);
+    index = PyNumber_Index(args[2]);
+    if (index == NULL) {
+        return -1;
     }
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
-        return NULL;
+    low = PyNumber_And(index, byte_mask);
+    Py_DECREF(index);
+    if (low == NULL) {
+        return -1;
     }
-    buf = (const unsigned char *)view.buf;
-    n = view.len;
+    *rsv_forbidden = (int)PyLong_AsLong(low); /* 0..255: cannot fail */
+    Py_DECREF(low);
+    return 0;
+}
+
+/* The frame loop over buf[pos:n]: the complete frames as (opcode, fin, rsv, payload) tuples,
+ * unmasked, and the result tuple (frames, end, fault). Payload bytes at offsets below
+ * `unmasked` are already unmasked in place (parse_span's receive-into path): copied as they
+ * are, the rest unmasked while copied, so every payload byte is unmasked once. */
+static PyObject *
+parse_loop(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t n, Py_ssize_t unmasked,
+           int expect_masked, long long max_size, int rsv_forbidden)
+{
+    PyObject *frames, *result = NULL, *fault = NULL;
+
     frames = PyList_New(0);
     if (frames == NULL) {
-        goto done;
+        return NULL;
     }
     while (n - pos >= 2) {
         unsigned char b0 = buf[pos], b1 = buf[pos + 1];
@@ -266,8 +276,14 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto done;
         }
         if (expect_masked) {
-            xor_key((unsigned char *)PyBytes_AS_STRING(payload), buf + start, end - start,
-                    buf + start - 4);
+            unsigned char *out = (unsigned char *)PyBytes_AS_STRING(payload);
+            Py_ssize_t plain = 0; /* leading bytes already unmasked in place */
+            if (unmasked > start) {
+                plain = (unmasked < end ? unmasked : end) - start;
+                memcpy(out, buf + start, (size_t)plain);
+            }
+            xor_key_phase(out + plain, buf + start + plain, end - start - plain, buf + start - 4,
+                          plain);
         }
         else {
             memcpy(PyBytes_AS_STRING(payload), buf + start, (size_t)(end - start));
@@ -287,7 +303,131 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     result = Py_BuildValue("(OnO)", frames, pos, fault ? fault : Py_None);
 done:
     Py_XDECREF(fault);
-    Py_XDECREF(frames);
+    Py_DECREF(frames);
+    return result;
+}
+
+/* parse_frames(buffer, expect_masked, max_size, rsv_forbidden) -> (frames, end, fault)
+ *
+ * The same loop as frames._py_parse_frames, in C: the complete frames at the start of the
+ * buffer as (opcode, fin, rsv, payload) tuples, unmasked; the offset after the last one; and
+ * None, or (kind, value) for the first frame that breaks an RFC 6455 §5 rule. */
+static PyObject *
+parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    PyObject *result;
+    int expect_masked, rsv_forbidden;
+    long long max_size;
+
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "parse_frames() takes exactly 4 arguments");
+        return NULL;
+    }
+    if (frame_rules(args + 1, &expect_masked, &max_size, &rsv_forbidden) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    result = parse_loop((const unsigned char *)view.buf, 0, view.len, 0, expect_masked, max_size,
+                        rsv_forbidden);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* parse_span(buffer, start, end, unmasked, expect_masked, max_size, rsv_forbidden)
+ *     -> (frames, pos, fault)
+ *
+ * parse_frames over buffer[start:end], for a receive buffer read into in place: payload bytes
+ * at offsets below `unmasked` were already unmasked there (unmask_inplace) and are copied as
+ * they are. Needs 0 <= start <= unmasked <= end <= len(buffer). */
+static PyObject *
+parse_span(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    Py_ssize_t start, end, unmasked;
+    PyObject *result = NULL;
+    int expect_masked, rsv_forbidden;
+    long long max_size;
+
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "parse_span() takes exactly 7 arguments");
+        return NULL;
+    }
+    /* Any int: one past the Py_ssize_t range is clamped, so it fails the range check below. */
+    start = PyNumber_AsSsize_t(args[1], NULL);
+    if (start == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    end = PyNumber_AsSsize_t(args[2], NULL);
+    if (end == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    unmasked = PyNumber_AsSsize_t(args[3], NULL);
+    if (unmasked == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (frame_rules(args + 4, &expect_masked, &max_size, &rsv_forbidden) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (start < 0 || unmasked < start || end < unmasked || end > view.len) {
+        PyErr_SetString(PyExc_ValueError,
+                        "parse_span(): need 0 <= start <= unmasked <= end <= len(buffer)");
+    }
+    else {
+        result = parse_loop((const unsigned char *)view.buf, start, end, unmasked, expect_masked,
+                            max_size, rsv_forbidden);
+    }
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* unmask_inplace(buffer, start, offset, end) -> None: unmask buffer[offset:end] where it lies,
+ * as part of the payload that starts at `start` behind its 4-byte key buffer[start-4:start]
+ * (so byte i takes key byte (i - start) % 4). The receive-into path unmasks an unfinished
+ * frame once, as it arrives. Needs a writable buffer and 4 <= start <= offset <= end <=
+ * len(buffer). */
+static PyObject *
+unmask_inplace(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    Py_ssize_t start, offset, end;
+    PyObject *result = NULL;
+
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "unmask_inplace() takes exactly 4 arguments (buffer, start, offset, end)");
+        return NULL;
+    }
+    start = PyNumber_AsSsize_t(args[1], NULL);
+    if (start == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    offset = PyNumber_AsSsize_t(args[2], NULL);
+    if (offset == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    end = PyNumber_AsSsize_t(args[3], NULL);
+    if (end == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE | PyBUF_WRITABLE) < 0) {
+        return NULL;
+    }
+    if (start < 4 || offset < start || end < offset || end > view.len) {
+        PyErr_SetString(PyExc_ValueError,
+                        "unmask_inplace(): need 4 <= start <= offset <= end <= len(buffer)");
+    }
+    else {
+        unsigned char *base = (unsigned char *)view.buf;
+        xor_key_phase(base + offset, base + offset, end - offset, base + start - 4,
+                      offset - start);
+        result = Py_NewRef(Py_None);
+    }
     PyBuffer_Release(&view);
     return result;
 }
@@ -340,6 +480,13 @@ static PyMethodDef speedups_methods[] = {
      "masked_frame(header, key, payload) -> bytes: header + key + the masked payload."},
     {"parse_frames", (PyCFunction)(void (*)(void))parse_frames, METH_FASTCALL,
      "parse_frames(buffer, expect_masked, max_size, rsv_forbidden) -> (frames, end, fault)"},
+    {"parse_span", (PyCFunction)(void (*)(void))parse_span, METH_FASTCALL,
+     "parse_span(buffer, start, end, unmasked, expect_masked, max_size, rsv_forbidden) -> "
+     "(frames, pos, fault): parse_frames over buffer[start:end], bytes below `unmasked` "
+     "already unmasked in place."},
+    {"unmask_inplace", (PyCFunction)(void (*)(void))unmask_inplace, METH_FASTCALL,
+     "unmask_inplace(buffer, start, offset, end) -> None: unmask buffer[offset:end] in place, "
+     "the payload starting at `start` behind its key."},
     {"unmask", (PyCFunction)(void (*)(void))unmask, METH_FASTCALL,
      "unmask(buffer, start, end) -> bytes: buffer[start:end] XOR the 4 bytes before start."},
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL,

@@ -7,6 +7,17 @@ FAULT_KINDS: dict[str, int]
 
 def apply_mask(data: Buffer, key: Buffer, /) -> bytes: ...
 def unmask(buffer: Buffer, start: int, end: int, /) -> bytes: ...
+def unmask_inplace(buffer: Buffer, start: int, offset: int, end: int, /) -> None: ...
+def parse_span(
+    buffer: Buffer,
+    start: int,
+    end: int,
+    unmasked: int,
+    expect_masked: object,
+    max_size: int,
+    rsv_forbidden: int,
+    /,
+) -> tuple[list[tuple[int, bool, int, bytes]], int, tuple[int, int] | None]: ...
 def parse_frames(
     buffer: Buffer, expect_masked: object, max_size: int, rsv_forbidden: int, /
 ) -> tuple[list[tuple[int, bool, int, bytes]], int, tuple[int, int] | None]: ...

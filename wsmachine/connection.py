@@ -32,7 +32,16 @@ from .events import (
     whole_text,
 )
 from .extensions.base import Extension, ExtensionCodec
-from .frames import SHORT_HEADERS, FrameReader, MaskKeySource, Opcode, build_frame
+from .frames import (
+    MAX_READ_SIZE,
+    READ_SIZE,
+    SHORT_HEADERS,
+    Frame,
+    FrameReader,
+    MaskKeySource,
+    Opcode,
+    build_frame,
+)
 from .handshake import (
     DEFAULT_MAX_HEADERS,
     DEFAULT_MAX_LINE_SIZE,
@@ -159,6 +168,7 @@ class Connection(abc.ABC):
         "_msg_size",
         "_out",
         "_peek_offset",
+        "_peek_text",
         "_peek_utf8",
         "_plain_send",
         "_reader",
@@ -168,6 +178,8 @@ class Connection(abc.ABC):
         "_subprotocol",
         "_text_parts",
         "_utf8",
+        "_view",
+        "_view_reader",
     )
 
     def __init__(
@@ -227,6 +239,9 @@ class Connection(abc.ABC):
         self._agreed_extensions: tuple[ExtensionOffer, ...] = ()
         self._peek_utf8: IncrementalValidator | None = None  # see _check_partial_text
         self._peek_offset = 0
+        self._peek_text: list[str] = []  # what the checks decoded of a whole text frame
+        self._view: memoryview | None = None  # get_buffer()'s, until buffer_updated()
+        self._view_reader = False  # that view is the frame reader's own buffer
 
     # -- inspection ---------------------------------------------------------------------
 
@@ -339,11 +354,15 @@ class Connection(abc.ABC):
         ``data``: the end of the stream is reported with :meth:`receive_eof`. A protocol
         violation by the peer is not raised: the answer the RFC requires is queued and a
         :class:`Close` or :class:`Rejected` event carries the :class:`RemoteProtocolError`.
+        The caller may reuse ``data`` afterwards. A view from :meth:`get_buffer` not yet
+        reported is released (what was read into it is dropped).
 
         :raises LocalProtocolError: called after :meth:`receive_eof`.
         """
         if self._eof:
             raise LocalProtocolError("receive_data() after receive_eof(): the stream has ended")
+        if self._view is not None:
+            self._drop_view()
         if not data:
             return []  # h11 would take b"" for the end of the stream
         state = self._state
@@ -353,12 +372,103 @@ class Connection(abc.ABC):
             return self._receive_handshake(bytes(data))
         return []
 
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """A writable buffer to read the peer's next bytes into, as
+        :meth:`asyncio.BufferedProtocol.get_buffer` gives one: read into it
+        (``n = sock.recv_into(view)``), then report the count with :meth:`buffer_updated`.
+
+        Once the connection is open the view is the connection's own receive buffer, after the
+        bytes it keeps: nothing is copied in, a masked payload is unmasked there once, and a
+        finished payload is copied out once, into its event's ``bytes``. Its size is
+        ``sizehint`` (at most 256 KiB; 64 KiB without a hint), or the rest of a large frame
+        that has begun to arrive (up to 16 times what has arrived of it), so a large message
+        lands once where it stays. With nothing pending the connection keeps no buffer, so an
+        idle connection holds none; the view then is a new one.
+
+        The view is valid only until the next call on the receiving side: ``buffer_updated``,
+        ``get_buffer``, ``receive_data`` or ``receive_eof`` release it, and using it afterwards
+        raises ``ValueError``. Keep no slice of it either: do not hold on to anything made
+        from it past :meth:`buffer_updated`.
+
+        :raises LocalProtocolError: called after :meth:`receive_eof`.
+        """
+        if self._eof:
+            raise LocalProtocolError("get_buffer() after receive_eof(): the stream has ended")
+        if self._view is not None:
+            self._drop_view()  # asked again without reporting: nothing arrived
+        state = self._state
+        if state is _OPEN or state is _CLOSING:
+            reader = self._reader
+            assert reader is not None
+            view = reader.reserve(sizehint)
+            self._view_reader = True
+        else:
+            # The handshake, or input ignored after the close: a buffer of its own.
+            size = READ_SIZE if sizehint <= 0 else min(sizehint, MAX_READ_SIZE)
+            view = memoryview(bytearray(size))
+            self._view_reader = False
+        self._view = view
+        return view
+
+    def buffer_updated(self, nbytes: int) -> list[Event]:
+        """Report that ``nbytes`` bytes were read into the start of the view :meth:`get_buffer`
+        returned; return the events they complete, as :meth:`receive_data` does. The view is
+        released, even when this raises.
+
+        ``nbytes`` must be at least 1: a read of 0 bytes is the end of the stream, which is
+        :meth:`receive_eof`'s to report.
+
+        :raises LocalProtocolError: no view from :meth:`get_buffer` is waiting (never asked
+            for, or already reported or released), or ``nbytes`` is not between 1 and the
+            view's length.
+        """
+        view = self._view
+        if view is None:
+            raise LocalProtocolError(
+                "buffer_updated() without a view from get_buffer() waiting for it: each "
+                "get_buffer() is reported once, before any other receiving call"
+            )
+        self._view = None
+        size = len(view)
+        if type(nbytes) is not int or not 0 < nbytes <= size:
+            view.release()
+            if type(nbytes) is not int:
+                raise TypeError(f"buffer_updated() takes an int, not {type(nbytes).__name__}")
+            if nbytes == 0:
+                raise LocalProtocolError(
+                    "buffer_updated(0): a read of 0 bytes is the end of the stream; "
+                    "report it with receive_eof()"
+                )
+            raise LocalProtocolError(
+                f"buffer_updated({nbytes}): the view from get_buffer() holds {size} bytes"
+            )
+        if self._view_reader:
+            view.release()
+            state = self._state
+            if state is _OPEN or state is _CLOSING:
+                reader = self._reader
+                assert reader is not None
+                frames, error = reader.commit(nbytes)
+                return self._frames_received(reader, frames, error)
+            return []
+        data = view[:nbytes].tobytes()
+        view.release()
+        return self.receive_data(data)
+
+    def _drop_view(self) -> None:
+        view = self._view
+        assert view is not None
+        self._view = None
+        view.release()
+
     def receive_eof(self) -> list[Event]:
         """Report that the peer's byte stream ended; return the resulting events.
 
         Ending without a Close frame is an abnormal closure, reported as ``Close(code=1006)``
         with an error (RFC 6455 §7.1.5). Calling it again returns no events.
         """
+        if self._view is not None:
+            self._drop_view()
         if self._eof:
             return []
         self._eof = True
@@ -454,8 +564,15 @@ class Connection(abc.ABC):
         reader = self._reader
         assert reader is not None
         frames, error = reader.feed(data)
+        return self._frames_received(reader, frames, error)
+
+    def _frames_received(
+        self, reader: FrameReader, frames: list[Frame], error: RemoteProtocolError | None
+    ) -> list[Event]:
         events: list[Event] = []
         append = events.append
+        # The first frame's start may have been decoded already, checked as it arrived.
+        head: bytes | None = frames[0][3] if frames and self._peek_text else None
         try:
             for opcode, fin, rsv, payload in frames:
                 if opcode == _TEXT or opcode == _BINARY:
@@ -475,6 +592,9 @@ class Connection(abc.ABC):
                     if fin and not self._stream:
                         # The common case: a whole message in one frame.
                         if opcode == _TEXT:
+                            if payload is head:
+                                append(whole_text(self._peeked_text(payload)))
+                                continue
                             try:
                                 append(whole_text(payload.decode("utf-8")))
                             except UnicodeDecodeError:
@@ -534,6 +654,7 @@ class Connection(abc.ABC):
         if restart:
             self._peek_utf8 = None
             self._peek_offset = 0
+            self._peek_text = []
         validator = self._peek_utf8
         if validator is None:
             head = reader.peek_head()
@@ -548,12 +669,30 @@ class Connection(abc.ABC):
             else:
                 return
             self._peek_utf8 = validator
-        chunk = reader.peek_payload(self._peek_offset)
-        try:
-            validator.decode(chunk, False)
-        except InvalidUTF8Error:
-            raise self._bad_utf8() from None
-        self._peek_offset += len(chunk)
+        # Bytes unmasked in place, read where they lie: nothing is unmasked or copied twice.
+        with reader.peek_payload(self._peek_offset) as chunk:
+            try:
+                text = validator.decode(chunk, False)
+            except InvalidUTF8Error:
+                raise self._bad_utf8() from None
+            self._peek_offset += len(chunk)
+        if not self._msg_opcode:
+            # A whole text frame: its text so far is kept, and only the rest is decoded once
+            # the frame has come (_peeked_text). A continuation is decoded whole again.
+            self._peek_text.append(text)
+
+    def _peeked_text(self, payload: bytes) -> str:
+        """The text of a whole text frame whose start :meth:`_check_partial_text` decoded."""
+        validator = self._peek_utf8
+        assert validator is not None
+        with memoryview(payload) as view:
+            try:
+                last = validator.decode(view[self._peek_offset :], True)
+            except InvalidUTF8Error:
+                raise self._bad_utf8() from None
+        pieces = self._peek_text
+        pieces.append(last)
+        return "".join(pieces)
 
     def _decode(self, opcode: int, fin: bool, rsv: int, payload: bytes, budget: int) -> bytes:
         try:

@@ -14,6 +14,8 @@ from operator import index
 from .errors import RemoteProtocolError
 
 __all__ = [
+    "MAX_READ_SIZE",
+    "READ_SIZE",
     "SHORT_HEADERS",
     "Frame",
     "FrameReader",
@@ -50,6 +52,8 @@ _TRANSLATE_THRESHOLD = 2048
 
 _KEY_LENGTH_MESSAGE = "the masking key must be 4 bytes (RFC 6455 §5.3)"
 _UNMASK_RANGE_MESSAGE = "unmask(): need 4 <= start <= end <= len(buffer)"
+_INPLACE_RANGE_MESSAGE = "unmask_inplace(): need 4 <= start <= offset <= end <= len(buffer)"
+_SPAN_RANGE_MESSAGE = "parse_span(): need 0 <= start <= unmasked <= end <= len(buffer)"
 
 
 def _as_buffer(obj: object) -> bytes | bytearray | memoryview:
@@ -68,6 +72,21 @@ def _as_buffer(obj: object) -> bytes | bytearray | memoryview:
     if view.format == "B" and view.ndim == 1:
         return view
     return view.cast("B") if view.nbytes else b""  # cast() refuses an empty view
+
+
+def _as_writable(obj: object) -> bytearray | memoryview:
+    """``obj``'s bytes, writable, as the compiled twins take them (``PyBUF_SIMPLE |
+    PyBUF_WRITABLE``): BufferError for a read-only or non-contiguous buffer."""
+    if type(obj) is bytearray:
+        return obj
+    view = memoryview(obj)  # type: ignore[arg-type]  # TypeError without the buffer protocol
+    if view.readonly:
+        raise BufferError("Object is not writable.")
+    if not view.c_contiguous:
+        raise BufferError("memoryview: underlying buffer is not C-contiguous")
+    if view.format == "B" and view.ndim == 1:
+        return view
+    return view.cast("B") if view.nbytes else bytearray()  # cast() refuses an empty view
 
 
 def _py_apply_mask(data: bytes | bytearray | memoryview, key: bytes, /) -> bytes:
@@ -123,6 +142,33 @@ def _py_unmask(buffer: bytes | bytearray | memoryview, start: int, end: int, /) 
     if not 4 <= start <= end <= len(buffer):
         raise ValueError(_UNMASK_RANGE_MESSAGE)
     return _py_apply_mask(buffer[start:end], bytes(buffer[start - 4 : start]))
+
+
+def _py_unmask_inplace(
+    buffer: bytearray | memoryview, start: int, offset: int, end: int, /
+) -> None:
+    """Unmask ``buffer[offset:end]`` where it lies: part of the payload that starts at ``start``
+    behind its 4-byte key ``buffer[start - 4:start]``, so byte ``i`` takes key byte
+    ``(i - start) % 4``."""
+    start = index(start)  # the C twin's order: offsets first, then the buffer
+    offset = index(offset)
+    end = index(end)
+    view = _as_writable(buffer)
+    if not 4 <= start <= offset <= end <= len(view):
+        raise ValueError(_INPLACE_RANGE_MESSAGE)
+    n = end - offset
+    if not n:
+        return
+    shift = (offset - start) & 3
+    key = bytes(view[start - 4 : start])
+    key = key[shift:] + key[:shift]
+    if n < _TRANSLATE_THRESHOLD or type(view) is not bytearray:
+        view[offset:end] = _py_apply_mask(view[offset:end], key)
+        return
+    # Long runs of a bytearray: four strided translations where the bytes lie.
+    tables = _XOR_TABLES
+    for i in range(4):
+        view[offset + i : end : 4] = view[offset + i : end : 4].translate(tables[key[i]])
 
 
 class MaskKeySource:
@@ -184,6 +230,16 @@ def _error(message: str, code: int = 1002, reason: str | None = None) -> RemoteP
     return RemoteProtocolError(message, close_code=code, reason=reason)
 
 
+#: What :meth:`FrameReader.reserve` offers when the caller gives no size hint.
+READ_SIZE = 64 * 1024
+#: The largest read it offers for a size hint (a frame's rest may be offered whole, beyond it).
+MAX_READ_SIZE = 256 * 1024
+#: A frame's rest is offered whole once this many times its arrived part covers it.
+_GROW_FACTOR = 16
+#: Free room worth offering as it is, rather than growing the buffer for a full read.
+_MIN_SPARE = 4096
+
+
 class FrameReader:
     """Split a byte stream into frames, checking every §5.2 rule that needs no message context.
 
@@ -192,51 +248,83 @@ class FrameReader:
     :param max_frame_size: the largest payload accepted on the wire; a larger declared length
         fails with 1009 before any of the payload is buffered.
     :param rsv_allowed: the RSV bits that negotiated extensions claim (§5.2, §9).
+
+    Bytes come in two ways: :meth:`feed` takes bytes read elsewhere (only the unfinished frame
+    at their end is copied in), and :meth:`reserve` + :meth:`commit` let the caller read
+    straight into the reader's buffer. The unfinished head frame is kept at the start of
+    ``_buf``, whose length is its capacity: ``_end`` bytes hold data. Its payload is unmasked
+    in place up to ``_unmasked`` when :meth:`peek_payload` looks at it, so no byte is
+    unmasked twice. With nothing pending the reader holds no buffer.
     """
 
-    __slots__ = ("_buf", "expect_masked", "max_frame_size", "rsv_allowed")
+    __slots__ = ("_buf", "_end", "_unmasked", "expect_masked", "max_frame_size", "rsv_allowed")
 
     def __init__(self, *, expect_masked: bool, max_frame_size: int, rsv_allowed: int = 0) -> None:
         self._buf = bytearray()
+        self._end = 0  # bytes of _buf that hold data
+        self._unmasked = 0  # the head frame's payload is unmasked in place below this offset
         self.expect_masked = expect_masked
         self.max_frame_size = max_frame_size
         self.rsv_allowed = rsv_allowed
 
     def buffered(self) -> int:
         """How many received bytes wait for the rest of their frame."""
+        return self._end
+
+    def capacity(self) -> int:
+        """The size of the receive buffer held (0 when nothing is pending)."""
         return len(self._buf)
 
     def peek_head(self) -> tuple[int, int] | None:
         """The opcode and RSV bits of the incomplete frame at the head of the buffer, if any."""
-        buf = self._buf
-        if not buf:
+        if not self._end:
             return None
-        b0 = buf[0]
+        b0 = self._buf[0]
         return b0 & 0x0F, b0 & 0x70
 
-    def peek_payload(self, start: int) -> bytes:
-        """The unmasked payload bytes of the incomplete head frame, from offset ``start`` up
-        to what has arrived (``b""`` while its header is incomplete).
+    def _head_size(self) -> int | None:
+        """The whole head frame's size on the wire, once its header has arrived."""
+        buf, n = self._buf, self._end
+        if n < 2:
+            return None
+        b1 = buf[1]
+        size = b1 & 0x7F
+        header = 2
+        if size == 126:
+            if n < 4:
+                return None
+            size = (buf[2] << 8) | buf[3]
+            header = 4
+        elif size == 127:
+            if n < 10:
+                return None
+            size = int.from_bytes(buf[2:10], "big")
+            header = 10
+        return header + (4 if b1 & 0x80 else 0) + size
 
-        Call only after :meth:`feed` returned without an error.
+    def peek_payload(self, start: int) -> memoryview:
+        """The unmasked payload bytes of the incomplete head frame, from offset ``start`` up
+        to what has arrived (empty while its header is incomplete), as a view of the buffer:
+        release it before the next call. What arrived since the last look is unmasked in
+        place first, once.
+
+        Call only after :meth:`feed` or :meth:`commit` returned without an error.
         """
         buf = self._buf
-        n = len(buf)
+        n = self._end
         if n < 2:
-            return b""
+            return memoryview(b"")
         b1 = buf[1]
         size = b1 & 0x7F
         header = 2 if size < 126 else 4 if size == 126 else 10
         if b1 & 0x80:
             header += 4
+            if n > header and n > self._unmasked:
+                unmask_inplace(buf, header, max(self._unmasked, header), n)
+                self._unmasked = n
         if n <= header + start:
-            return b""
-        chunk = bytes(buf[header + start : n])
-        if b1 & 0x80:
-            key = bytes(buf[header - 4 : header])
-            shift = start & 3
-            chunk = apply_mask(chunk, key[shift:] + key[:shift])
-        return chunk
+            return memoryview(b"")
+        return memoryview(buf)[header + start : n]
 
     def feed(
         self, data: bytes | bytearray | memoryview
@@ -244,23 +332,126 @@ class FrameReader:
         """Add bytes; return the frames now complete and, if the stream broke a rule, the error.
 
         Frames before a bad one are returned with the error, so no earlier data is lost. After
-        an error the reader must not be fed again.
+        an error the reader must not be fed again. The caller may reuse ``data`` afterwards:
+        what the reader keeps, it copies.
         """
-        buf = self._buf
-        if buf:
-            buf += data
-        else:
-            buf = bytearray(data)  # copies: the caller may reuse its buffer
+        end = self._end
         max_size = self.max_frame_size
-        frames, end, fault = parse_frames(
-            buf, self.expect_masked, max_size, 0x70 & ~self.rsv_allowed
-        )
-        if end:
-            del buf[:end]
-        self._buf = buf
+        if not end:
+            # Nothing pending: parse the bytes where they are, keep only an unfinished frame.
+            if type(data) is not bytes and type(data) is not bytearray:
+                data = _as_buffer(data)
+            n = len(data)
+            frames, pos, fault = parse_span(
+                data, 0, n, 0, self.expect_masked, max_size, 0x70 & ~self.rsv_allowed
+            )
+            if pos < n and fault is None:
+                self._buf = bytearray(memoryview(data)[pos:] if pos else data)
+                self._end = n - pos
+                self._unmasked = 0
+        else:
+            buf = self._buf
+            n = len(data)
+            try:
+                if end == len(buf):
+                    buf += data
+                else:
+                    buf[end : end + n] = data  # in the spare room if there is enough
+            except BufferError:  # a view of it is still held (get_buffer's contract broken)
+                buf = self._buf = self._moved(0, end, end + n)
+                buf[end : end + n] = data
+            frames, pos, fault = self._parse(end + n, False)
         if fault is None:
             return frames, None
         return frames, _fault_error(fault, self.expect_masked, max_size)
+
+    def reserve(self, sizehint: int = -1) -> memoryview:
+        """A writable view of the buffer's free room, for the caller to read into; then report
+        the bytes with :meth:`commit`. Its size: ``sizehint`` (at most :data:`MAX_READ_SIZE`;
+        :data:`READ_SIZE` without a hint), or the rest of the head frame when that is larger
+        and at most :data:`_GROW_FACTOR` times what has arrived of it, so a large frame's bytes
+        land where they stay."""
+        want = READ_SIZE if sizehint <= 0 else min(sizehint, MAX_READ_SIZE)
+        end = self._end
+        buf = self._buf
+        spare = len(buf) - end
+        size = self._head_size() if end else None
+        rest = 0 if size is None else size - end  # what the head frame still needs
+        if rest > want:
+            # A large frame under way: room for its rest (once enough of it has come) and a
+            # read after it, so the next frame's start lands behind it, in the same buffer.
+            need = min(rest, max(want, _GROW_FACTOR * end))
+            if spare < need:
+                buf = self._buf = self._moved(0, end, end + need + want)
+        elif spare < min(want, max(rest, _MIN_SPARE)):
+            buf = self._buf = self._moved(0, end, end + want) if end else bytearray(want)
+        return memoryview(buf)[end:]
+
+    def commit(self, nbytes: int) -> tuple[list[Frame], RemoteProtocolError | None]:
+        """``nbytes`` were written at the start of the view :meth:`reserve` returned (released
+        by the caller since); parse as :meth:`feed` does."""
+        frames, _, fault = self._parse(self._end + nbytes, True)
+        if fault is None:
+            return frames, None
+        return frames, _fault_error(fault, self.expect_masked, self.max_frame_size)
+
+    def _parse(self, end: int, keep_room: bool) -> tuple[list[Frame], int, Fault | None]:
+        """Parse ``_buf[:end]``; keep its unfinished frame at the start, or drop the buffer.
+
+        ``keep_room``: the buffer is read into (:meth:`reserve`), so its free room is kept for
+        the next reads; else (:meth:`feed`) it ends with the data and the allocator may
+        shrink it, as appends grow it again.
+        """
+        buf = self._buf
+        frames, pos, fault = parse_span(
+            buf,
+            0,
+            end,
+            self._unmasked,
+            self.expect_masked,
+            self.max_frame_size,
+            0x70 & ~self.rsv_allowed,
+        )
+        if pos == end or fault is not None:
+            self._buf = bytearray()  # nothing pending (or nothing more to read): no buffer
+            self._end = self._unmasked = 0
+        elif pos and not keep_room:
+            try:
+                del buf[:pos]  # moves the start; shrinks the allocation when it was mostly used
+            except BufferError:  # a view of it is still held (get_buffer's contract broken)
+                self._buf = self._moved(pos, end, end - pos)
+            self._end = end - pos
+            self._unmasked = 0
+        elif pos:
+            # Move the unfinished frame to the front, keeping the room behind it: a run of
+            # large frames reuses one buffer. Its source is a view where the two do not overlap.
+            rest = end - pos
+            if pos >= rest:
+                with memoryview(buf) as view:
+                    buf[:rest] = view[pos:end]
+            else:
+                buf[:rest] = buf[pos:end]
+            end = rest
+            self._end = end
+            self._unmasked = 0
+            if len(buf) - end > MAX_READ_SIZE:
+                # Room left by a large frame, more than the next one needs: give it back.
+                keep = max(end, self._head_size() or 0) + READ_SIZE
+                if len(buf) > keep:
+                    try:
+                        del buf[keep:]
+                    except BufferError:  # a view of it is still held (get_buffer's contract)
+                        self._buf = self._moved(0, end, keep)
+        else:
+            self._end = end
+        return frames, pos, fault
+
+    def _moved(self, start: int, stop: int, size: int) -> bytearray:
+        """A new buffer of ``size`` bytes starting with ``_buf[start:stop]``."""
+        new = bytearray(size)
+        with memoryview(self._buf) as view:
+            new[: stop - start] = view[start:stop]
+        return new
 
 
 class FaultKind(enum.IntEnum):
@@ -364,6 +555,95 @@ def _py_parse_frames(
     return frames, pos, None
 
 
+def _py_parse_span(  # noqa: PLR0917 - positional only, as the C twin takes them
+    buf: bytes | bytearray | memoryview,
+    start: int,
+    end: int,
+    unmasked: int,
+    expect_masked: bool,
+    max_size: int,
+    rsv_forbidden: int,
+    /,
+) -> tuple[list[Frame], int, Fault | None]:
+    """:func:`_py_parse_frames` over ``buf[start:end]``, for a receive buffer read into in place:
+    payload bytes at offsets below ``unmasked`` were already unmasked there
+    (:func:`_py_unmask_inplace`) and are copied as they are, the rest unmasked while copied.
+    Returns the frames, the offset after the last complete one, and the fault.
+    """
+    # The arguments are read in the C twin's order, so a bad one fails the same way.
+    if type(start) is not int:
+        start = index(start)
+    if type(end) is not int:
+        end = index(end)
+    if type(unmasked) is not int:
+        unmasked = index(unmasked)
+    expect_mask = 0x80 if expect_masked else 0
+    if type(max_size) is not int:
+        max_size = index(max_size)
+    if type(rsv_forbidden) is not int:
+        rsv_forbidden = index(rsv_forbidden)
+    buf = _as_buffer(buf)
+    if not 0 <= start <= unmasked <= end <= len(buf):
+        raise ValueError(_SPAN_RANGE_MESSAGE)
+    frames: list[Frame] = []
+    append = frames.append
+    n = end
+    pos = start
+    while n - pos >= 2:
+        b0 = buf[pos]
+        b1 = buf[pos + 1]
+        opcode = b0 & 0x0F
+        length = b1 & 0x7F
+        header = 2
+        if length == 126:
+            if n - pos < 4:
+                break
+            length = (buf[pos + 2] << 8) | buf[pos + 3]
+            header = 4
+            if length < 126:
+                return frames, pos, (_NONMINIMAL_16, length)
+        elif length == 127:
+            if n - pos < 10:
+                break
+            length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+            header = 10
+            if length >> 63:
+                return frames, pos, (_TOP_BIT, 0)
+            if length < 0x10000:
+                return frames, pos, (_NONMINIMAL_64, length)
+        if (b1 & 0x80) != expect_mask:
+            return frames, pos, (_MASK, 0)
+        if b0 & rsv_forbidden:
+            return frames, pos, (_RSV, b0 & 0x70)
+        if opcode not in _KNOWN_OPCODES:
+            return frames, pos, (_OPCODE, opcode)
+        if opcode & 0x8:
+            if length > _MAX_CONTROL_PAYLOAD:
+                return frames, pos, (_CONTROL_LONG, length)
+            if not b0 & 0x80:
+                return frames, pos, (_CONTROL_FRAGMENTED, 0)
+        elif length > max_size:
+            return frames, pos, (_TOO_BIG, length)
+        first = pos + header + (4 if expect_mask else 0)
+        last = first + length
+        if last > n:
+            break
+        payload: bytes
+        if not expect_mask or unmasked >= last:
+            payload = bytes(buf[first:last])
+        elif unmasked <= first:
+            payload = _py_apply_mask(buf[first:last], bytes(buf[first - 4 : first]))
+        else:  # a frame unmasked in place up to `unmasked`: the rest is unmasked here
+            shift = (unmasked - first) & 3
+            key = bytes(buf[first - 4 : first])
+            payload = bytes(buf[first:unmasked]) + _py_apply_mask(
+                buf[unmasked:last], key[shift:] + key[:shift]
+            )
+        append((opcode, b0 >= 0x80, b0 & 0x70, payload))
+        pos = last
+    return frames, pos, None
+
+
 def _fault_error(fault: Fault, expect_masked: bool, max_size: int) -> RemoteProtocolError:
     """The error for a rule broken, saying what was wrong and citing the RFC."""
     kind, value = fault
@@ -413,11 +693,25 @@ def _fault_error(fault: Fault, expect_masked: bool, max_size: int) -> RemoteProt
 apply_mask: Callable[[bytes | bytearray, bytes], bytes]
 masked_frame: Callable[[bytes, bytes, bytes], bytes]
 unmask: Callable[[bytes | bytearray, int, int], bytes]
+unmask_inplace: Callable[[bytearray | memoryview, int, int, int], None]
 parse_frames: Callable[[bytes | bytearray, bool, int, int], tuple[list[Frame], int, Fault | None]]
+parse_span: Callable[
+    [bytes | bytearray | memoryview, int, int, int, bool, int, int],
+    tuple[list[Frame], int, Fault | None],
+]
 try:
-    from ._speedups import apply_mask, masked_frame, parse_frames, unmask
+    from ._speedups import (
+        apply_mask,
+        masked_frame,
+        parse_frames,
+        parse_span,
+        unmask,
+        unmask_inplace,
+    )
 except ImportError:  # pragma: no cover - only where the extension was not built (no compiler)
     apply_mask = _py_apply_mask
     masked_frame = _py_masked_frame
     unmask = _py_unmask
+    unmask_inplace = _py_unmask_inplace
     parse_frames = _py_parse_frames
+    parse_span = _py_parse_span

@@ -31,8 +31,10 @@ class IncrementalValidator:
     def __init__(self) -> None:
         self._pending = b""  # the start of a sequence the last piece ended in (0 to 3 bytes)
 
-    def decode(self, data: bytes, final: bool) -> str:
-        """Decode the next piece; ``final=True`` on the last one.
+    def decode(self, data: bytes | bytearray | memoryview, final: bool) -> str:
+        """Decode the next piece; ``final=True`` on the last one. Nothing of ``data`` is kept
+        past the call but a copy of its last few bytes, so it may be a view of a buffer that
+        is about to change.
 
         :raises InvalidUTF8Error: the text so far is invalid, or ends in bytes no continuation can
             make valid.
@@ -44,6 +46,8 @@ class IncrementalValidator:
         except UnicodeDecodeError as exc:
             raise InvalidUTF8Error(str(exc)) from None
         pending = data[used:]
+        if type(pending) is not bytes:
+            pending = bytes(pending)
         self._pending = pending
         if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
             raise InvalidUTF8Error("bytes ED A0-BF start a UTF-16 surrogate (RFC 3629 §4)")

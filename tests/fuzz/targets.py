@@ -337,6 +337,19 @@ def frame_parser(data: bytes) -> None:
             frames_module.unmask(buf, start, end) == frames_module._py_unmask(buf, start, end),
             "C and Python unmask differ",
         )
+        # The receive-into path: part of the buffer unmasked in place, then parsed past it.
+        offset = min(end, start + control % 3)
+        in_c, in_python = bytearray(buf), bytearray(buf)
+        frames_module.unmask_inplace(in_c, start, offset, end)
+        frames_module._py_unmask_inplace(in_python, start, offset, end)
+        _check(in_c == in_python, "C and Python unmask_inplace differ")
+        rules = (expect_masked, max_size, rsv_forbidden)
+        span = (control % 3, len(buf), min(len(buf), control % 3 + control % 17))
+        _check(
+            frames_module.parse_span(in_c, *span, *rules)
+            == frames_module._py_parse_span(in_c, *span, *rules),
+            "C and Python parse_span differ",
+        )
     header = buf[:14]
     _check(
         frames_module.masked_frame(header, key, buf)

@@ -183,6 +183,31 @@ class WsmachineAdapter(Adapter):
                 total += len(last)
         return Received(count, total, last)
 
+    def receive_into(self, conn: Any, chunks: Sequence[bytes]) -> Received:
+        """The receive-into path: each read lands in the machine's own buffer
+        (``get_buffer``, a copy standing in for ``sock.recv_into(view)``, ``buffer_updated``);
+        a read larger than the view offered goes in over several calls, as a socket's would.
+        """
+        messages = self._messages
+        count = total = 0
+        last = None
+        for chunk in chunks:
+            data = memoryview(chunk)
+            size = len(data)
+            pos = 0
+            while pos < size:
+                view = conn.get_buffer()
+                n = min(len(view), size - pos)
+                view[:n] = data[pos : pos + n]
+                pos += n
+                for event in conn.buffer_updated(n):
+                    if not isinstance(event, messages) or not event.final:
+                        raise UnexpectedEventError(f"wsmachine: {event!r}")
+                    last = event.data
+                    count += 1
+                    total += len(last)
+        return Received(count, total, last)
+
     def send_text(self, conn: Any, text: str, n: int) -> Sent:
         """``send_text`` then ``data_to_send``."""
         total = 0

@@ -171,3 +171,31 @@ def pytest_configure(config: pytest.Config) -> None:
         frames.parse_frames = frames._py_parse_frames
         frames.parse_span = frames._py_parse_span
         frames.unmask_inplace = frames._py_unmask_inplace
+
+
+# -- the receive-into path --------------------------------------------------------------------
+
+
+@pytest.fixture
+def receive_paths(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Count how OPEN connections (any thread) take their input: ``buffer_updated()`` after a
+    read into the machine's own buffer (``into``, ``into_bytes``), or ``receive_data()``."""
+    from wsmachine import Connection, State
+
+    counts = {"into": 0, "into_bytes": 0, "data": 0}
+    buffer_updated, receive_data = Connection.buffer_updated, Connection.receive_data
+
+    def into(self: Connection, nbytes: int) -> list[Any]:
+        if self.state is State.OPEN:
+            counts["into"] += 1
+            counts["into_bytes"] += nbytes
+        return buffer_updated(self, nbytes)
+
+    def data(self: Connection, data: bytes | bytearray | memoryview) -> list[Any]:
+        if self.state is State.OPEN:
+            counts["data"] += 1
+        return receive_data(self, data)
+
+    monkeypatch.setattr(Connection, "buffer_updated", into)
+    monkeypatch.setattr(Connection, "receive_data", data)
+    return counts

@@ -1200,3 +1200,27 @@ def test_the_howto_chat_server_serves_the_page_and_broadcasts(tmp_path: Path) ->
                 await process.wait()
 
     run(main)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_one_mib_messages_are_read_into_the_machine(
+    loop: str, receive_paths: dict[str, int]
+) -> None:
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    text = "ü✓" * (1 << 18)  # 1.25 MiB of UTF-8
+
+    async def main() -> None:
+        async with (
+            serve(echo, "127.0.0.1", 0, max_message_size=2 << 20) as server,
+            connect(url(server.port), max_message_size=2 << 20) as ws,
+        ):
+            for _ in range(3):
+                await ws.send(payload)
+                assert await ws.recv() == payload
+                await ws.send(text)
+                assert await ws.recv() == text
+
+    run(main, loop)
+    # The transport read into the machine's buffer (BufferedProtocol.get_buffer), both ends.
+    assert receive_paths["data"] == 0
+    assert receive_paths["into_bytes"] >= 6 * (len(payload) + len(text.encode()))

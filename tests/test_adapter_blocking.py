@@ -377,3 +377,18 @@ def test_permessage_deflate_both_ways() -> None:
         assert ws.accepted.extensions
         ws.send(text)
         assert ws.recv(5) == text
+
+
+def test_one_mib_messages_are_read_into_the_machine(receive_paths: dict[str, int]) -> None:
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    text = "ü✓" * (1 << 18)  # 1.25 MiB of UTF-8
+    options = {"max_message_size": 2 << 20}
+    with running(echo, **options) as server, connect(url(server), **options) as ws:
+        for _ in range(3):
+            ws.send(payload)
+            assert ws.recv(20) == payload
+            ws.send(text)
+            assert ws.recv(20) == text
+    # Both ends (our client and server) read with recv_into() into their machine's buffer.
+    assert receive_paths["data"] == 0
+    assert receive_paths["into_bytes"] >= 6 * (len(payload) + len(text.encode()))

@@ -1133,3 +1133,20 @@ def test_client_on_a_socket_of_its_own() -> None:
         assert client.done.wait(5)
     assert client.closed[0].ok
     assert sock.fileno() == -1  # the loop closed it
+
+
+def test_one_mib_messages_are_read_into_the_machine(receive_paths: dict[str, int]) -> None:
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    text = "ü✓" * (1 << 18)  # 1.25 MiB of UTF-8
+    with (
+        running(Recorder(), max_message_size=2 << 20) as server,
+        ws_connect(url(server), max_size=2 << 20) as ws,
+    ):
+        for _ in range(3):
+            ws.send(payload)
+            assert ws.recv(20) == payload
+            ws.send(text)
+            assert ws.recv(20) == text
+    # Every byte the server took went through recv_into() into its machine's buffer.
+    assert receive_paths["data"] == 0
+    assert receive_paths["into_bytes"] >= 3 * (len(payload) + len(text.encode()))

@@ -33,6 +33,7 @@ from wsmachine import (
 from wsmachine.close_codes import CloseInfo
 from wsmachine.errors import CLOSE_REASONS
 from wsmachine.extensions import PerMessageDeflate
+from wsmachine.frames import KEEP_SIZE, READ_SIZE
 from wsmachine.testing import ConnectionPair
 
 MakeServer = Callable[..., ServerConnection]
@@ -1577,14 +1578,14 @@ class TestReceiveInto:
         payload = b"x" * (1 << 20)
         data = frame(BINARY, payload)
         view = server.get_buffer()
-        assert len(view) == 64 * 1024  # no hint: one usual read
+        assert len(view) == READ_SIZE  # no hint: one usual read
         view[:] = data[: len(view)]
         assert server.buffer_updated(len(view)) == []
         view = server.get_buffer()
-        rest = len(data) - 64 * 1024
+        rest = len(data) - READ_SIZE
         # The rest of the frame, where it will stay, and room for one more read behind it.
-        assert len(view) == rest + 64 * 1024
-        view[:rest] = data[64 * 1024 :]
+        assert len(view) == rest + READ_SIZE
+        view[:rest] = data[READ_SIZE:]
         assert server.buffer_updated(rest) == [Binary(data=payload)]
 
     def test_a_trickled_large_frame_does_not_reserve_its_whole_size(
@@ -1593,7 +1594,7 @@ class TestReceiveInto:
         server = open_server(max_message_size=1 << 21)
         data = frame(BINARY, b"x" * (1 << 20))
         assert read_into(server, data[:100], sizehint=100) == []
-        assert len(server.get_buffer(100)) < 64 * 1024 + 100  # 10 bytes in: not 1 MiB
+        assert len(server.get_buffer(100)) <= READ_SIZE  # 100 bytes in: not 1 MiB
 
     def test_an_idle_connection_holds_no_buffer(self, open_conn: Callable[..., Connection]) -> None:
         conn = open_conn(max_message_size=1 << 21)
@@ -1602,7 +1603,7 @@ class TestReceiveInto:
         assert reader is not None
         assert reader.capacity() == 0
         assert read_into(conn, to(conn, BINARY, b"y" * 10)[:5]) == []
-        assert 0 < reader.capacity() <= 64 * 1024  # an unfinished frame keeps its buffer
+        assert reader.capacity() == KEEP_SIZE  # a small unfinished frame keeps a small buffer
 
     def test_the_view_is_released_after_buffer_updated(self, open_server: MakeServer) -> None:
         server = open_server()
@@ -1621,13 +1622,13 @@ class TestReceiveInto:
         with pytest.raises(LocalProtocolError, match="without a view"):
             conn.buffer_updated(1)  # reported once only
 
-    @pytest.mark.parametrize("nbytes", [0, -1, 65537])
+    @pytest.mark.parametrize("nbytes", [0, -1, READ_SIZE + 1])
     def test_buffer_updated_out_of_range(
         self, open_conn: Callable[..., Connection], nbytes: int
     ) -> None:
         conn = open_conn()
         view = conn.get_buffer()
-        message = "end of the stream" if nbytes == 0 else "holds 65536 bytes"
+        message = "end of the stream" if nbytes == 0 else f"holds {READ_SIZE} bytes"
         with pytest.raises(LocalProtocolError, match=message):
             conn.buffer_updated(nbytes)
         with pytest.raises(ValueError, match="released"):
@@ -1678,8 +1679,31 @@ class TestReceiveInto:
         data = frame(BINARY, b"z" * 200_000) + frame(TEXT, b"ok")
         view = server.get_buffer()
         kept = view[:10]
-        view[:] = data[: len(view)]
-        assert server.buffer_updated(len(view)) == []
+        view[:65536] = data[:65536]
+        assert server.buffer_updated(65536) == []
         events = read_into(server, data[65536:])
         assert events == [Binary(data=b"z" * 200_000), Text(data="ok")]
+        kept.release()
+
+    def test_read_sized_buffers_are_shared_between_idle_readers(
+        self, open_server: MakeServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from wsmachine import frames as frames_module
+
+        monkeypatch.setattr(frames_module, "_POOL", [])
+        pool = frames_module._POOL
+        one, two = open_server(), open_server()
+        view = one.get_buffer()
+        view[:7] = frame(PING, b"p")[:7]
+        assert one.buffer_updated(7) == [Ping(payload=b"p")]
+        assert len(pool) == 1  # a message per read: the buffer is given back
+        buffer = pool[0]
+        view = two.get_buffer()
+        assert view.obj is buffer and not pool  # and taken by the next reader
+        kept = view[:1]  # against the contract: a slice outlives buffer_updated()
+        view[:7] = frame(PING, b"q")[:7]
+        assert two.buffer_updated(7) == [Ping(payload=b"q")]
+        assert pool == [buffer]
+        assert one.get_buffer().obj is not buffer  # a buffer someone still sees is not shared
+        assert not pool
         kept.release()

@@ -138,6 +138,16 @@ def check_limits(**limits: object) -> None:
             )
 
 
+def _release(view: memoryview) -> None:
+    """Release a view from get_buffer(), unless the caller still holds a buffer export of it
+    for the moment (uvloop does while it calls buffer_updated()): then it dies with the
+    caller's last reference, and the reader works around the export meanwhile."""
+    try:  # noqa: SIM105 - a with statement costs more on this path
+        view.release()
+    except BufferError:
+        pass
+
+
 class Connection(abc.ABC):
     """What the two roles share: the frame and message layers, sending and closing.
 
@@ -431,7 +441,7 @@ class Connection(abc.ABC):
         self._view = None
         size = len(view)
         if type(nbytes) is not int or not 0 < nbytes <= size:
-            view.release()
+            _release(view)
             if type(nbytes) is not int:
                 raise TypeError(f"buffer_updated() takes an int, not {type(nbytes).__name__}")
             if nbytes == 0:
@@ -443,7 +453,7 @@ class Connection(abc.ABC):
                 f"buffer_updated({nbytes}): the view from get_buffer() holds {size} bytes"
             )
         if self._view_reader:
-            view.release()
+            _release(view)
             state = self._state
             if state is _OPEN or state is _CLOSING:
                 reader = self._reader
@@ -452,14 +462,14 @@ class Connection(abc.ABC):
                 return self._frames_received(reader, frames, error)
             return []
         data = view[:nbytes].tobytes()
-        view.release()
+        _release(view)
         return self.receive_data(data)
 
     def _drop_view(self) -> None:
         view = self._view
         assert view is not None
         self._view = None
-        view.release()
+        _release(view)
 
     def receive_eof(self) -> list[Event]:
         """Report that the peer's byte stream ended; return the resulting events.

@@ -14,6 +14,7 @@ from operator import index
 from .errors import RemoteProtocolError
 
 __all__ = [
+    "KEEP_SIZE",
     "MAX_READ_SIZE",
     "READ_SIZE",
     "SHORT_HEADERS",
@@ -230,14 +231,37 @@ def _error(message: str, code: int = 1002, reason: str | None = None) -> RemoteP
     return RemoteProtocolError(message, close_code=code, reason=reason)
 
 
-#: What :meth:`FrameReader.reserve` offers when the caller gives no size hint.
-READ_SIZE = 64 * 1024
+#: What :meth:`FrameReader.reserve` offers when the caller gives no size hint, and the size
+#: of the shared buffers it offers when nothing is pending (one socket read's worth).
+READ_SIZE = 256 * 1024
+#: What a connection keeps of such a buffer while only a small frame is unfinished.
+KEEP_SIZE = 64 * 1024
 #: The largest read it offers for a size hint (a frame's rest may be offered whole, beyond it).
 MAX_READ_SIZE = 256 * 1024
 #: A frame's rest is offered whole once this many times its arrived part covers it.
 _GROW_FACTOR = 16
 #: Free room worth offering as it is, rather than growing the buffer for a full read.
 _MIN_SPARE = 4096
+#: Read-sized buffers free for any reader with nothing pending (list.pop and list.append
+#: are atomic, so threads share it safely). Readers hold a buffer only while a frame is
+#: unfinished: an idle connection holds none, and a connection whose reads end on a frame's
+#: end (a message per read) takes and gives back the same buffer instead of allocating one.
+_POOL: list[bytearray] = []
+_POOL_SIZE = 8
+
+
+def _pooled() -> bytearray:
+    """A read-sized buffer from the pool, or a new one."""
+    try:
+        buf = _POOL.pop()  # atomic: no two readers get the same one
+    except IndexError:
+        return bytearray(READ_SIZE)
+    try:  # a resize fails while a view of it lives on: such a buffer is not handed out
+        del buf[-1:]
+        buf.append(0)
+    except BufferError:
+        return bytearray(READ_SIZE)
+    return buf
 
 
 class FrameReader:
@@ -373,9 +397,12 @@ class FrameReader:
         land where they stay."""
         want = READ_SIZE if sizehint <= 0 else min(sizehint, MAX_READ_SIZE)
         end = self._end
+        if not end:  # nothing pending, so no buffer held: a shared one, or a new one
+            buf = self._buf = _pooled() if want <= READ_SIZE else bytearray(want)
+            return memoryview(buf)
         buf = self._buf
         spare = len(buf) - end
-        size = self._head_size() if end else None
+        size = self._head_size()
         rest = 0 if size is None else size - end  # what the head frame still needs
         if rest > want:
             # A large frame under way: room for its rest (once enough of it has come) and a
@@ -384,7 +411,7 @@ class FrameReader:
             if spare < need:
                 buf = self._buf = self._moved(0, end, end + need + want)
         elif spare < min(want, max(rest, _MIN_SPARE)):
-            buf = self._buf = self._moved(0, end, end + want) if end else bytearray(want)
+            buf = self._buf = self._moved(0, end, end + want)
         return memoryview(buf)[end:]
 
     def commit(self, nbytes: int) -> tuple[list[Frame], RemoteProtocolError | None]:
@@ -413,8 +440,12 @@ class FrameReader:
             0x70 & ~self.rsv_allowed,
         )
         if pos == end or fault is not None:
-            self._buf = bytearray()  # nothing pending (or nothing more to read): no buffer
+            # Nothing pending (or nothing more to read): no buffer; a read-sized one goes back
+            # to the pool for the next reader with nothing pending.
+            self._buf = bytearray()
             self._end = self._unmasked = 0
+            if keep_room and len(buf) == READ_SIZE and len(_POOL) < _POOL_SIZE:
+                _POOL.append(buf)
         elif pos and not keep_room:
             try:
                 del buf[:pos]  # moves the start; shrinks the allocation when it was mostly used
@@ -442,9 +473,25 @@ class FrameReader:
                         del buf[keep:]
                     except BufferError:  # a view of it is still held (get_buffer's contract)
                         self._buf = self._moved(0, end, keep)
+            self._keep_small(buf, end)
         else:
             self._end = end
+            if keep_room:
+                self._keep_small(buf, end)
         return frames, pos, fault
+
+    def _keep_small(self, buf: bytearray, end: int) -> None:
+        """A pool-sized buffer holding only a small unfinished frame: move the frame to a
+        buffer of :data:`KEEP_SIZE` and give the big one back, so a connection that stops in
+        the middle of a small frame (or a peer that trickles) holds little."""
+        if len(buf) != READ_SIZE or end > KEEP_SIZE // 2:
+            return
+        size = self._head_size()
+        if size is not None and size > KEEP_SIZE // 2:
+            return
+        self._buf = self._moved(0, end, KEEP_SIZE)
+        if len(_POOL) < _POOL_SIZE:
+            _POOL.append(buf)
 
     def _moved(self, start: int, stop: int, size: int) -> bytearray:
         """A new buffer of ``size`` bytes starting with ``_buf[start:stop]``."""

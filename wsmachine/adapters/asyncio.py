@@ -32,13 +32,12 @@ import contextlib
 import logging
 import socket
 import ssl as ssl_module
-import threading
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any, cast
 
 from ..events import Binary, Handshake, HTTPRequest, Text
 from ._common import AsyncMessages, ConnectionClosed, HandshakeError, HTTPResponse, parse_url
-from .options import GRACE_SECONDS, RECV_SIZE, ClientOptions, ServerOptions, resolve
+from .options import GRACE_SECONDS, ClientOptions, ServerOptions, resolve
 from .session import Session, SessionView
 
 __all__ = [
@@ -159,24 +158,15 @@ def follow_reading(transport: asyncio.BaseTransport, reading: bool) -> None:
             transport.pause_reading()  # type: ignore[attr-defined]
 
 
-class _ReceiveBuffer(threading.local):
-    """One receive buffer per thread, shared by the connections of the thread's event loop.
-
-    A transport fills it and the protocol hands the bytes to the session at once, which
-    copies what it keeps, before the loop reads anything else: one buffer serves every
-    connection. A buffer of :data:`RECV_SIZE` for each connection kept 256 KiB of resident
-    memory per idle connection.
-    """
-
-    def __init__(self) -> None:
-        self.view = memoryview(bytearray(RECV_SIZE))
-
-
-_RECEIVE_BUFFER = _ReceiveBuffer()
-
-
 class _Protocol(asyncio.BufferedProtocol):
-    """The transport's side: reads into the thread's buffer and hands the bytes on."""
+    """The transport's side: reads into the machine's own receive buffer.
+
+    :meth:`~wsmachine.Connection.get_buffer` gives it: nothing is copied in, a large message
+    lands once where it stays, and a connection with nothing pending holds no buffer (a
+    read-sized one comes from, and goes back to, a pool the readers share), so idle
+    connections stay small. (It replaced a receive buffer per thread handed to
+    ``receive_data``, which copied every unfinished frame once more.)
+    """
 
     __slots__ = ("_made", "_tls", "ws")
 
@@ -194,10 +184,11 @@ class _Protocol(asyncio.BufferedProtocol):
             self._made(self.ws)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return _RECEIVE_BUFFER.view
+        # The transport's hint is ignored: the machine sizes reads by what is pending.
+        return self.ws.session.get_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.ws._received(_RECEIVE_BUFFER.view[:nbytes])
+        self.ws._received_into(nbytes)
 
     def eof_received(self) -> bool:
         self.ws._received(None)
@@ -362,10 +353,20 @@ class WebSocket(SessionView, AsyncMessages):
         transport.set_write_buffer_limits(high=self.session.options.write_high_water)
         self._pump()  # a client's upgrade request
 
+    def _received_into(self, nbytes: int) -> None:
+        session = self.session
+        hook = self._process_request
+        error = session.feed_into(nbytes, self._loop.time(), on_http=hook, on_upgrade=hook)
+        self._after_input(error)
+
     def _received(self, data: memoryview | None) -> None:
         session = self.session
         hook = self._process_request
         error = session.feed(data, self._loop.time(), on_http=hook, on_upgrade=hook)
+        self._after_input(error)
+
+    def _after_input(self, error: Exception | None) -> None:
+        session = self.session
         if error is not None:
             logger.error("process_request failed", exc_info=error)
         if session.queued or not session.may_receive:

@@ -42,7 +42,7 @@ from typing import Any
 
 from ..events import Binary, Text
 from ._common import ConnectionClosed, HandshakeError, HTTPHandler, parse_url
-from .options import GRACE_SECONDS, RECV_SIZE, ClientOptions, ServerOptions, resolve
+from .options import GRACE_SECONDS, ClientOptions, ServerOptions, resolve
 from .session import Session, SessionView
 
 __all__ = ["Server", "WebSocket", "connect", "serve"]
@@ -306,17 +306,21 @@ class WebSocket(SessionView):
 
     def _read(self, sock: socket.socket) -> None:
         session = self.session
+        # Straight into the machine's receive buffer (only this thread receives, so the read
+        # itself needs no lock): no copy in, a large message lands once.
+        with self._lock:
+            view = session.get_buffer()
         try:
-            data = sock.recv(RECV_SIZE)
+            nbytes = sock.recv_into(view)
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
-            return
+            return  # the next get_buffer() releases the view
         except OSError as exc:
             with self._cond:
                 session.abort(exc)
                 self._cond.notify_all()
             return
         with self._cond:
-            error = session.feed(data, _now(), on_http=self._http_handler)
+            error = session.feed_into(nbytes, _now(), on_http=self._http_handler)
             if error is not None:
                 logger.error("the HTTP handler failed", exc_info=error)
             self._take_output()

@@ -74,7 +74,7 @@ from ..connection import Connection
 from ..events import Handshake, HTTPRequest
 from ..state import State
 from ._common import ConnectionClosed, HTTPResponse, parse_url, upgrade_required
-from .options import DEFAULT_CLOSE_TIMEOUT, RECV_SIZE, ClientOptions, ServerOptions, resolve
+from .options import DEFAULT_CLOSE_TIMEOUT, ClientOptions, ServerOptions, resolve
 from .session import PongCallback, Session, SessionView
 
 __all__ = ["Endpoint", "Handler", "Loop", "Peer", "Server", "Timer"]
@@ -642,14 +642,27 @@ class Loop:
     # -- reading --------------------------------------------------------------------------
 
     def _read(self, peer: Peer) -> None:
+        # Straight into the machine's receive buffer: no copy in, a large message lands once.
+        session = peer.session
+        view = session.get_buffer()
         try:
-            data = peer.sock.recv(RECV_SIZE)
+            nbytes = peer.sock.recv_into(view)
         except (BlockingIOError, InterruptedError):
-            return
+            return  # the next get_buffer() releases the view
         except OSError as exc:
             self._abort(peer, exc)
             return
-        self._feed(peer, data)
+        was_open, before = session.opened, session.error
+        handler = peer.handler
+        hook_error = session.feed_into(
+            nbytes,
+            _now(),
+            on_http=handler.on_http,
+            on_upgrade=lambda request: handler.on_handshake(peer, request),
+        )
+        if hook_error is not None:
+            self._guard(peer, handler.on_error, peer, hook_error)
+        self._settle(peer, was_open, before)
 
     def _feed(self, peer: Peer, data: bytes | None) -> None:
         """Give ``data`` (``None``: the end of the stream) to the peer's session, with the

@@ -48,6 +48,7 @@ from ..events import (
     Rejected,
     Text,
 )
+from ..frames import READ_SIZE
 from ..handshake import HeaderInput
 from ..state import State
 from ._common import (
@@ -74,6 +75,8 @@ _REMOTE_CLOSING = State.REMOTE_CLOSING
 _CLOSED = State.CLOSED
 _REJECTING = State.REJECTING
 _INF = float("inf")
+#: Where reads go that the session ignores (see Session.get_buffer): never read back.
+_DISCARD = memoryview(bytearray(READ_SIZE))
 
 
 class Session:
@@ -240,6 +243,35 @@ class Session:
             return []  # our side is done: read on only to see the peer's end of stream
         return self._handle(self.conn.receive_data(data), now)
 
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """A buffer to read the peer's next bytes into (``sock.recv_into(view)``), then
+        reported with :meth:`buffer_updated` or :meth:`feed_into`: the machine's own
+        (:meth:`~wsmachine.Connection.get_buffer`, with its contract), or a throwaway one once
+        the session ignores input (our side is done, or the peer's stream ended)."""
+        if self._eof_sent or self._stopped or self._peer_eof:
+            return _DISCARD
+        return self.conn.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int, now: float) -> list[Event]:
+        """Report ``nbytes`` (at least 1) read into :meth:`get_buffer`'s view; returns as
+        :meth:`receive_data` does."""
+        if self._eof_sent or self._stopped or self._peer_eof:
+            return []  # read into the throwaway buffer (or the session stopped meanwhile)
+        return self._handle(self.conn.buffer_updated(nbytes), now)
+
+    def feed_into(
+        self,
+        nbytes: int,
+        now: float,
+        *,
+        on_http: HTTPHandler | None = None,
+        on_upgrade: UpgradeHandler | None = None,
+    ) -> Exception | None:
+        """:meth:`feed` for a read into :meth:`get_buffer`'s view: ``nbytes`` read, ``0``
+        for the end of the peer's stream (what ``recv_into`` returns)."""
+        events = self.buffer_updated(nbytes, now) if nbytes else self.receive_eof(now)
+        return self._answer_all(events, now, on_http, on_upgrade)
+
     def feed(
         self,
         data: bytes | bytearray | memoryview | None,
@@ -252,6 +284,15 @@ class Session:
         peer's stream; a request it completes is answered by the hooks, as :meth:`answer`
         does. Returns the exception of a hook that raised (answered with 500), to log."""
         events = self.receive_data(data, now) if data else self.receive_eof(now)
+        return self._answer_all(events, now, on_http, on_upgrade)
+
+    def _answer_all(
+        self,
+        events: list[Event],
+        now: float,
+        on_http: HTTPHandler | None,
+        on_upgrade: UpgradeHandler | None,
+    ) -> Exception | None:
         error = None
         for event in events:
             if isinstance(event, Handshake | HTTPRequest):

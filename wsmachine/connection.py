@@ -389,16 +389,20 @@ class Connection(abc.ABC):
 
         Once the connection is open the view is the connection's own receive buffer, after the
         bytes it keeps: nothing is copied in, a masked payload is unmasked there once, and a
-        finished payload is copied out once, into its event's ``bytes``. Its size is
-        ``sizehint`` (at most 256 KiB; 64 KiB without a hint), or the rest of a large frame
-        that has begun to arrive (up to 16 times what has arrived of it), so a large message
-        lands once where it stays. With nothing pending the connection keeps no buffer, so an
-        idle connection holds none; the view then is a new one.
+        finished payload is copied out once (a Binary's ``bytes``; a Text is decoded once).
+        Its size: a read's worth (about 256 KiB; ``sizehint``, capped there, is a hint), or,
+        once a large frame has begun, its rest (up to 16 times what has arrived of it) and
+        room for one more read, so a large message lands once where it stays. With nothing
+        pending the connection holds no buffer, so an idle connection costs none: the view is
+        then one of a few read-sized buffers the process's connections share, taken back when
+        a read ends on the end of a frame.
 
-        The view is valid only until the next call on the receiving side: ``buffer_updated``,
-        ``get_buffer``, ``receive_data`` or ``receive_eof`` release it, and using it afterwards
-        raises ``ValueError``. Keep no slice of it either: do not hold on to anything made
-        from it past :meth:`buffer_updated`.
+        The view is valid only until the next call on the receiving side:
+        :meth:`buffer_updated`, ``get_buffer``, :meth:`receive_data` or :meth:`receive_eof`
+        release it (the last three drop it unreported), and using it afterwards raises
+        ``ValueError``. Keep nothing made from it (a slice, ``view.obj``) past that call: the
+        buffer may be another connection's next. See "Read into the connection's buffer" in
+        the event-loop how-to.
 
         :raises LocalProtocolError: called after :meth:`receive_eof`.
         """

@@ -96,6 +96,23 @@ def test_invalid_extension_strategy_draws_a_stray_separator_the_parser_refuses()
         parse_extension_list([header])
 
 
+def test_invalid_extension_strategy_draws_trailing_junk_the_parser_refuses() -> None:
+    header = find(
+        ws.extension_headers(valid=False), lambda h: h.endswith(" junk junk"), settings=SEARCH
+    )
+    with pytest.raises(RemoteProtocolError, match="Sec-WebSocket-Extensions"):
+        parse_extension_list([header])
+
+
+def test_invalid_response_strategy_draws_an_extension_never_offered_the_client_fails() -> None:
+    client = ClientConnection("h", "/")
+    key = _key_of(client.data_to_send())
+    response = draw_one(ws.handshake_responses(key, valid=False), lambda r: b"x-never-offered" in r)
+    (event,) = client.receive_data(response)
+    assert isinstance(event, Rejected)
+    assert "'x-never-offered', which was not offered" in str(event.error)
+
+
 class Rsv1Codec(ExtensionCodec):
     """Sets RSV1, as permessage-deflate does."""
 

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from wsmachine.adapters import ConnectionClosed
+from wsmachine.adapters import ConnectionClosed, HTTPResponse
 from wsmachine.adapters.blocking import WebSocket
 from wsmachine.adapters.blocking import serve as blocking_serve
 from wsmachine.adapters.selector import Handler, Loop, Peer, Server, Timer
+from wsmachine.events import HTTPRequest
 
 TIMEOUT = 5.0
 
@@ -266,3 +267,47 @@ def test_stop_without_start_closes_the_loop() -> None:
     loop.stop()
     with pytest.raises(RuntimeError, match="closed"):
         loop.connect("ws://127.0.0.1:9/", Handler())
+
+
+class BrokenPages(Recorder):
+    def on_http(self, request: HTTPRequest) -> HTTPResponse | None:
+        raise RuntimeError("page broke")
+
+
+def test_an_on_http_that_raises_is_answered_500_and_reported_to_on_error() -> None:
+    handler = BrokenPages()
+    server = Server(handler, "127.0.0.1", 0)
+    with started(server):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+            sock.sendall(b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        wait_until(lambda: handler.errors)
+    assert answer.startswith(b"HTTP/1.1 500 ")
+    (error,) = handler.errors
+    assert isinstance(error, RuntimeError) and str(error) == "page broke"
+
+
+def test_a_failing_loop_callback_is_logged_and_the_loop_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ran: list[str] = []
+
+    def broken() -> None:
+        raise RuntimeError("callback broke")
+
+    with started(Loop()) as loop:
+        loop.call_soon_threadsafe(broken)
+        loop.call_soon_threadsafe(lambda: ran.append("next"))
+        wait_until(lambda: ran)
+    (record,) = [r for r in caplog.records if "failed" in r.getMessage()]
+    assert record.exc_info is not None and str(record.exc_info[1]) == "callback broke"
+
+
+def test_closing_a_server_never_run_closes_its_listener() -> None:
+    server = Server(Recorder(), "127.0.0.1", 0)
+    port = server.port
+    server.close()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ h2_connection = pytest.importorskip("h2.connection")
 import h2.config  # noqa: E402
 import h2.errors  # noqa: E402
 import h2.events  # noqa: E402
+import h2.settings  # noqa: E402
 
 from wsmachine import Close, Ping, Pong, ServerConnection  # noqa: E402
 from wsmachine.adapters import ConnectionClosed, HandshakeError, HTTPResponse  # noqa: E402
@@ -483,3 +485,62 @@ def test_the_client_delivers_eof_to_open_streams_when_the_connection_ends() -> N
                 stream.recv()
             event = stream.recv_event()
             assert isinstance(event, Close) and event.code == 1006
+
+
+# -- the connection's first bytes and its end ---------------------------------------------
+
+
+def test_a_preface_split_across_reads_still_opens_http2() -> None:
+    with serving() as (server, _):
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+        with sock:
+            config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+            conn = h2_connection.H2Connection(config)
+            conn.initiate_connection()
+            data = conn.data_to_send()
+            sock.sendall(data[:10])  # "PRI * HTTP": HTTP/1.1 or HTTP/2, not known yet
+            time.sleep(0.05)
+            sock.sendall(data[10:])
+            settings: dict[int, int] = {}
+            while not settings:
+                for event in conn.receive_data(sock.recv(65536)):
+                    if isinstance(event, h2.events.RemoteSettingsChanged):
+                        settings = {k: v.new_value for k, v in event.changed_settings.items()}
+            assert settings[h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL] == 1
+
+
+def test_a_reset_http2_connection_ends_its_streams_with_1006() -> None:
+    with serving() as (server, handler):
+        raw = RawH2(server.port)
+        stream_id = raw.request(connect_headers())
+        assert raw.status(stream_id) == b"200"
+        raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        raw.close()  # an RST, not a FIN
+        wait_until(lambda: stream_id in handler.closed)
+        closed = handler.closed[stream_id]
+        assert closed.code == 1006
+        assert isinstance(closed.error, ConnectionResetError)
+
+
+class BrokenOnClose(Recorder):
+    def on_close(self, peer: Any, closed: ConnectionClosed) -> None:
+        super().on_close(peer, closed)
+        raise RuntimeError("on_close broke")
+
+
+def test_an_on_close_that_raises_is_reported_and_the_server_goes_on() -> None:
+    handler = BrokenOnClose()
+    server = Server(handler, "127.0.0.1", 0)
+    thread = server.start()
+    try:
+        with client_of(server) as client:
+            stream = client.open("/")
+            assert stream.close(1000, "bye").code == 1000
+            wait_until(lambda: handler.errors)
+            assert str(handler.errors[0]) == "on_close broke"
+            other = client.open("/")
+            other.send("still serving")
+            assert other.recv() == "still serving"
+    finally:
+        server.stop(10)
+        thread.join(10)

@@ -355,12 +355,6 @@ def test_a_violation_on_a_stream_closes_it_with_1002() -> None:
         assert sent is not None and sent.code == 1002
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="http2.py _H2Session.service reads `before = session.error` after receive_data "
-    "already set it, so a stream's violation never reaches on_error (a TCP Peer's does: "
-    "selector.py takes `before` ahead of the feed); remove this mark once that is fixed",
-)
 def test_a_violation_on_a_stream_reaches_on_error_as_on_a_tcp_peer() -> None:
     with serving() as (server, handler):
         raw = RawH2(server.port)

@@ -105,6 +105,7 @@ class Stream(Endpoint):
         "_finished",
         "_link",
         "_out",
+        "_reported",
         "_timer",
         "_unacked",
         "address",
@@ -133,6 +134,7 @@ class Stream(Endpoint):
         self._unacked = 0  # received bytes not acknowledged yet (back-pressure)
         self._finished = False
         self._timer: Timer | None = None
+        self._reported: BaseException | None = None  # the session's error on_error was told
 
     def __repr__(self) -> str:
         return f"<Stream {self.stream_id} of {self.address} {self.state.name}>"
@@ -427,7 +429,6 @@ class _H2Session:
         session = stream.session
         server = self.server
         handler = stream.handler
-        before = session.error
         while not stream._finished:
             event = session.next_message()
             if event is None:
@@ -438,7 +439,8 @@ class _H2Session:
             server._flush(self.peer)
             return
         error = session.error
-        if error is not before and error is not None and getattr(error, "close_code", 0) != 1006:
+        if error is not stream._reported and getattr(error, "close_code", 0) != 1006:
+            stream._reported = error  # each error once, however many services follow
             server._guard_stream(stream, handler.on_error, stream, error)
         stream._out += session.data_to_send()
         self._move(stream)

@@ -89,10 +89,13 @@ def server_options(config: Config, close_timeout: float = DEFAULT_CLOSE_TIMEOUT)
     )
 
 
-class WSMachineProtocol(asyncio.Protocol):
+class WSMachineProtocol(asyncio.BufferedProtocol):
     """An ASGI WebSocket connection for uvicorn, on a wsmachine
     :class:`~wsmachine.adapters.session.Session`; a drop-in for uvicorn's ``WSProtocol`` and
     ``WebSocketsSansIOProtocol`` (``--ws`` / ``Config(ws=...)``).
+
+    A buffered protocol: the transport reads into the machine's own buffer (uvicorn hands
+    over the bytes that followed the upgrade request with ``data_received``).
 
     The ASGI application's ``receive`` takes messages from the session's queue (reading pauses
     while ``ws_max_queue`` wait); its ``send`` waits while the transport's write buffer is
@@ -167,8 +170,24 @@ class WSMachineProtocol(asyncio.Protocol):
         session = self.session
         if session is None or self._transport_closed:
             return  # e.g. a frame read after the closing handshake: nothing to do
+        self._received(session.receive_data(data, self.loop.time()))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        session = self.session
+        assert session is not None  # made in connection_made, before any read
+        return session.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        session = self.session
+        if session is None or self._transport_closed:
+            return  # the view is dropped by the next get_buffer
+        self._received(session.buffer_updated(nbytes, self.loop.time()))
+
+    def _received(self, events: list[Any]) -> None:
+        session = self.session
+        assert session is not None
         now = self.loop.time()
-        for event in session.receive_data(data, now):
+        for event in events:
             if isinstance(event, Handshake):
                 self._handle_connect(event)
             elif isinstance(event, HTTPRequest):

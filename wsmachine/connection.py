@@ -249,7 +249,7 @@ class Connection(abc.ABC):
         self._agreed_extensions: tuple[ExtensionOffer, ...] = ()
         self._peek_utf8: IncrementalValidator | None = None  # see _check_partial_text
         self._peek_offset = 0
-        self._peek_text: list[str] = []  # what the checks decoded of a whole text frame
+        self._peek_text: list[str] | None = None  # what the checks decoded of a text frame
         self._view: memoryview | None = None  # get_buffer()'s, until buffer_updated()
         self._view_reader = False  # that view is the frame reader's own buffer
 
@@ -668,7 +668,7 @@ class Connection(abc.ABC):
         if restart:
             self._peek_utf8 = None
             self._peek_offset = 0
-            self._peek_text = []
+            self._peek_text = None
         validator = self._peek_utf8
         if validator is None:
             head = reader.peek_head()
@@ -693,7 +693,11 @@ class Connection(abc.ABC):
         if not self._msg_opcode:
             # A whole text frame: its text so far is kept, and only the rest is decoded once
             # the frame has come (_peeked_text). A continuation is decoded whole again.
-            self._peek_text.append(text)
+            pieces = self._peek_text
+            if pieces is None:
+                self._peek_text = [text]
+            else:
+                pieces.append(text)
 
     def _peeked_text(self, payload: bytes) -> str:
         """The text of a whole text frame whose start :meth:`_check_partial_text` decoded."""
@@ -705,6 +709,7 @@ class Connection(abc.ABC):
             except InvalidUTF8Error:
                 raise self._bad_utf8() from None
         pieces = self._peek_text
+        assert pieces is not None
         pieces.append(last)
         return "".join(pieces)
 

@@ -382,7 +382,15 @@ class CopyReference(Workload):
 
 #: wsmachine.frames' compiled functions and their pure-Python twins (``_py_<name>``), swapped as
 #: ``pytest --pure-python`` does (tests/conftest.py).
-_COMPILED = ("apply_mask", "unmask", "unmask_inplace", "parse_frames", "parse_span", "masked_frame")
+_COMPILED = (
+    "apply_mask",
+    "unmask",
+    "unmask_inplace",
+    "join_unmask",
+    "parse_frames",
+    "parse_span",
+    "masked_frame",
+)
 
 
 @contextmanager

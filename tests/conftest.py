@@ -171,6 +171,7 @@ def pytest_configure(config: pytest.Config) -> None:
         frames.parse_frames = frames._py_parse_frames
         frames.parse_span = frames._py_parse_span
         frames.unmask_inplace = frames._py_unmask_inplace
+        frames.join_unmask = frames._py_join_unmask
 
 
 # -- the receive-into path --------------------------------------------------------------------

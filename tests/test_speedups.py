@@ -202,7 +202,15 @@ def _head_payload_start(stream: bytes) -> int | None:
 def pure_python(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
     """Run the machine as if the extension had not been built; count the calls to each twin."""
     calls = dict.fromkeys(
-        ("apply_mask", "unmask", "unmask_inplace", "masked_frame", "parse_frames", "parse_span"),
+        (
+            "apply_mask",
+            "unmask",
+            "unmask_inplace",
+            "join_unmask",
+            "masked_frame",
+            "parse_frames",
+            "parse_span",
+        ),
         0,
     )
 

@@ -22,6 +22,7 @@ from wsmachine.frames import (
     FaultKind,
     _fault_error,
     _py_apply_mask,
+    _py_join_unmask,
     _py_masked_frame,
     _py_parse_frames,
     _py_parse_span,
@@ -217,6 +218,20 @@ def test_parse_span_same_on_any_arguments(
     same(speedups.parse_span, _py_parse_span, *args)
 
 
+@settings(max_examples=600, deadline=None)
+@given(
+    parts=st.one_of(
+        st.lists(st.binary(max_size=3000).flatmap(_buffers), max_size=5),
+        st.lists(st.binary(max_size=40).flatmap(_buffers) | NOT_BUFFERS, max_size=4),
+        NOT_BUFFERS,
+        st.binary(max_size=8),  # iterable, but of ints
+    ),
+    key=st.one_of(keys(), st.just(b"")),
+)
+def test_join_unmask_same_on_any_arguments(parts: object, key: object) -> None:
+    same(speedups.join_unmask, _py_join_unmask, parts, key)
+
+
 def test_wrong_argument_counts_and_keywords_fail_alike() -> None:
     pairs = [
         (speedups.apply_mask, _py_apply_mask, (b"ab", b"1234")),
@@ -225,6 +240,7 @@ def test_wrong_argument_counts_and_keywords_fail_alike() -> None:
         (speedups.parse_frames, _py_parse_frames, (b"\x82\x00", False, 10, 0x70)),
         (speedups.parse_span, _py_parse_span, (b"\x82\x00", 0, 2, 0, False, 10, 0x70)),
         (speedups.unmask_inplace, _py_unmask_inplace, (bytearray(b"12345678"), 4, 5, 6)),
+        (speedups.join_unmask, _py_join_unmask, ([b"ab", b"cd"], b"1234")),
     ]
     for compiled, python, args in pairs:
         same(compiled, python, *args)

@@ -19,6 +19,7 @@ import itertools
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+from unittest import mock
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -39,6 +40,7 @@ from wsmachine import (
     State,
     Text,
 )
+from wsmachine import frames as frames_module
 from wsmachine.handshake import accept_key
 from wsmachine.testing import ConnectionPair
 
@@ -609,3 +611,52 @@ def test_receive_into_long_frames_gives_the_events_of_receive_data(
     by_into = _open_server()
     assert _events(_feed_all(by_into, pieces, eof, _receive_into(sizehint))) == expected
     assert _outcome(by_into) == _outcome(by_data)
+
+
+def _receive_mixed(choices: Iterator[int], sizehint: int) -> Receive:
+    """Feed each piece one of four ways: ``receive_data`` with ``bytes``, a ``bytearray`` or a
+    ``memoryview``, or a read into the machine's buffer."""
+    into = _receive_into(sizehint)
+
+    def receive(conn: Connection, piece: bytes) -> list[Event]:
+        way = next(choices)
+        if way == 0:
+            return conn.receive_data(piece)
+        if way == 1:
+            return conn.receive_data(bytearray(piece))
+        if way == 2:
+            return conn.receive_data(memoryview(piece))
+        return into(conn, piece)
+
+    return receive
+
+
+@settings(deadline=None, max_examples=200)
+@given(
+    frames=st.lists(
+        st.one_of(long_messages, long_frames.map(lambda f: [f])), min_size=1, max_size=4
+    ).map(lambda lists: [f for frames in lists for f in frames][:10]),
+    sizes=st.lists(st.integers(1, 5000), min_size=1, max_size=8),
+    ways=st.lists(st.integers(0, 3), min_size=1, max_size=8),
+    sizehint=sizehints,
+    eof=st.booleans(),
+)
+def test_large_binary_frames_kept_as_reads_give_the_same_events(
+    frames: list[tuple[int, bytes, bool]],
+    sizes: list[int],
+    ways: list[int],
+    sizehint: int,
+    eof: bool,
+) -> None:
+    # A binary frame with a large rest keeps receive_data's reads as they come and unmasks them
+    # into the payload in one pass; lowered here so that every binary frame does.
+    data = b"".join(
+        raw_frame(op, payload[:125] if op & 8 else payload, fin=fin or bool(op & 8))
+        for op, payload, fin in frames
+    )
+    expected = _events(_feed_all(_open_server(), [data], eof))
+    pieces = _cut(data, itertools.cycle(sizes))
+    with mock.patch.object(frames_module, "_PIECES_MIN", 1):
+        conn = _open_server()
+        mixed = _receive_mixed(itertools.cycle(ways), sizehint)
+        assert _events(_feed_all(conn, pieces, eof, mixed)) == expected

@@ -432,6 +432,76 @@ unmask_inplace(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
+/* join_unmask(parts, key) -> bytes: b"".join(parts) masked with the 4-byte key (or copied as
+ * they are for an empty key) in one pass: a large frame's payload gathered from the reads it
+ * arrived in, kept as they were, so its bytes are copied once (RFC 6455 §5.3). */
+static PyObject *
+join_unmask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer key, *views = NULL;
+    PyObject *seq, *result = NULL;
+    Py_ssize_t count, i, acquired = 0, total = 0, pos = 0;
+
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "join_unmask() takes exactly 2 arguments (parts, key)");
+        return NULL;
+    }
+    seq = PySequence_Fast(args[0], "join_unmask(): parts must be an iterable of buffers");
+    if (seq == NULL) {
+        return NULL;
+    }
+    count = PySequence_Fast_GET_SIZE(seq);
+    views = PyMem_New(Py_buffer, count ? count : 1);
+    if (views == NULL) {
+        PyErr_NoMemory();
+        Py_DECREF(seq);
+        return NULL;
+    }
+    for (; acquired < count; acquired++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, acquired);
+        if (PyObject_GetBuffer(item, &views[acquired], PyBUF_SIMPLE) < 0) {
+            goto done;
+        }
+        if (views[acquired].len > PY_SSIZE_T_MAX - total) {
+            acquired++;
+            PyErr_NoMemory();
+            goto done;
+        }
+        total += views[acquired].len;
+    }
+    if (PyObject_GetBuffer(args[1], &key, PyBUF_SIMPLE) < 0) {
+        goto done;
+    }
+    if (key.len != 0 && key.len != 4) {
+        PyErr_SetString(PyExc_ValueError,
+                        "join_unmask(): the masking key must be 4 bytes, or empty for none");
+    }
+    else {
+        result = PyBytes_FromStringAndSize(NULL, total);
+        if (result != NULL) {
+            unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+            for (i = 0; i < count; i++) {
+                if (key.len) {
+                    xor_key_phase(out + pos, (const unsigned char *)views[i].buf, views[i].len,
+                                  (const unsigned char *)key.buf, pos);
+                }
+                else {
+                    memcpy(out + pos, views[i].buf, (size_t)views[i].len);
+                }
+                pos += views[i].len;
+            }
+        }
+    }
+    PyBuffer_Release(&key);
+done:
+    for (i = 0; i < acquired; i++) {
+        PyBuffer_Release(&views[i]);
+    }
+    PyMem_Free(views);
+    Py_DECREF(seq);
+    return result;
+}
+
 /* masked_frame(header, key, payload) -> bytes: header + key + payload masked with key, built
  * in one allocation (a client's frame, RFC 6455 §5.2, §5.3). */
 static PyObject *
@@ -487,6 +557,8 @@ static PyMethodDef speedups_methods[] = {
     {"unmask_inplace", (PyCFunction)(void (*)(void))unmask_inplace, METH_FASTCALL,
      "unmask_inplace(buffer, start, offset, end) -> None: unmask buffer[offset:end] in place, "
      "the payload starting at `start` behind its key."},
+    {"join_unmask", (PyCFunction)(void (*)(void))join_unmask, METH_FASTCALL,
+     "join_unmask(parts, key) -> bytes: b''.join(parts) masked with the key (empty: none)."},
     {"unmask", (PyCFunction)(void (*)(void))unmask, METH_FASTCALL,
      "unmask(buffer, start, end) -> bytes: buffer[start:end] XOR the 4 bytes before start."},
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL,

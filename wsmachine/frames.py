@@ -54,6 +54,7 @@ _TRANSLATE_THRESHOLD = 2048
 _KEY_LENGTH_MESSAGE = "the masking key must be 4 bytes (RFC 6455 §5.3)"
 _UNMASK_RANGE_MESSAGE = "unmask(): need 4 <= start <= end <= len(buffer)"
 _INPLACE_RANGE_MESSAGE = "unmask_inplace(): need 4 <= start <= offset <= end <= len(buffer)"
+_JOIN_KEY_MESSAGE = "join_unmask(): the masking key must be 4 bytes, or empty for none"
 _SPAN_RANGE_MESSAGE = "parse_span(): need 0 <= start <= unmasked <= end <= len(buffer)"
 
 
@@ -172,6 +173,17 @@ def _py_unmask_inplace(
         view[offset + i : end : 4] = view[offset + i : end : 4].translate(tables[key[i]])
 
 
+def _py_join_unmask(parts: object, key: bytes | bytearray | memoryview, /) -> bytes:
+    """``b"".join(parts)`` masked with the 4-byte ``key``, or as it is for an empty key."""
+    # Each part as the C twin takes it: TypeError for what is not a buffer, BufferError for a
+    # non-contiguous one (where bytes.join would raise TypeError).
+    data = b"".join([_as_buffer(part) for part in parts])  # type: ignore[attr-defined]
+    key = _as_buffer(key)
+    if len(key) not in (0, 4):
+        raise ValueError(_JOIN_KEY_MESSAGE)
+    return _py_apply_mask(data, bytes(key)) if key else data
+
+
 class MaskKeySource:
     """Masking keys from the OS CSPRNG (RFC 6455 §5.3, §10.3), drawn in batches.
 
@@ -242,6 +254,8 @@ MAX_READ_SIZE = 256 * 1024
 _GROW_FACTOR = 16
 #: Free room worth offering as it is, rather than growing the buffer for a full read.
 _MIN_SPARE = 4096
+#: A binary frame with at least this much still to come keeps feed()'s reads as they are.
+_PIECES_MIN = 64 * 1024
 #: Read-sized buffers free for any reader with nothing pending (list.pop and list.append
 #: are atomic, so threads share it safely). Readers hold a buffer only while a frame is
 #: unfinished: an idle connection holds none, and a connection whose reads end on a frame's
@@ -281,19 +295,29 @@ class FrameReader:
     unmasked twice. With nothing pending the reader holds no buffer.
     """
 
-    __slots__ = ("_buf", "_end", "_unmasked", "expect_masked", "max_frame_size", "rsv_allowed")
+    __slots__ = (
+        "_buf",
+        "_end",
+        "_pieces",
+        "_unmasked",
+        "expect_masked",
+        "max_frame_size",
+        "rsv_allowed",
+    )
 
     def __init__(self, *, expect_masked: bool, max_frame_size: int, rsv_allowed: int = 0) -> None:
         self._buf = bytearray()
         self._end = 0  # bytes of _buf that hold data
         self._unmasked = 0  # the head frame's payload is unmasked in place below this offset
+        self._pieces: list[bytes | memoryview] | None = None  # see _start_pieces
         self.expect_masked = expect_masked
         self.max_frame_size = max_frame_size
         self.rsv_allowed = rsv_allowed
 
     def buffered(self) -> int:
         """How many received bytes wait for the rest of their frame."""
-        return self._end
+        pieces = self._pieces
+        return self._end + (sum(map(len, pieces)) if pieces else 0)
 
     def capacity(self) -> int:
         """The size of the receive buffer held (0 when nothing is pending)."""
@@ -359,12 +383,14 @@ class FrameReader:
         an error the reader must not be fed again. The caller may reuse ``data`` afterwards:
         what the reader keeps, it copies.
         """
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = _as_buffer(data)
+        if self._pieces is not None:
+            return self._add_piece(self._pieces, data)
         end = self._end
         max_size = self.max_frame_size
         if not end:
             # Nothing pending: parse the bytes where they are, keep only an unfinished frame.
-            if type(data) is not bytes and type(data) is not bytearray:
-                data = _as_buffer(data)
             n = len(data)
             frames, pos, fault = parse_span(
                 data, 0, n, 0, self.expect_masked, max_size, 0x70 & ~self.rsv_allowed
@@ -373,6 +399,7 @@ class FrameReader:
                 self._buf = bytearray(memoryview(data)[pos:] if pos else data)
                 self._end = n - pos
                 self._unmasked = 0
+                self._start_pieces()
         else:
             buf = self._buf
             n = len(data)
@@ -385,9 +412,74 @@ class FrameReader:
                 buf = self._buf = self._moved(0, end, end + n)
                 buf[end : end + n] = data
             frames, pos, fault = self._parse(end + n, False)
+            if self._end and fault is None:
+                self._start_pieces()
         if fault is None:
             return frames, None
         return frames, _fault_error(fault, self.expect_masked, max_size)
+
+    def _start_pieces(self) -> None:
+        """A large binary frame under way, fed by :meth:`feed`: keep its next reads as they
+        come (``bytes`` are immutable: kept, not copied) and unmask them into the payload in
+        one pass once the frame is whole, instead of copying each into the buffer first. Only
+        binary frames: a text frame's bytes are checked while they arrive, in the buffer."""
+        buf = self._buf
+        if buf[0] & 0x0F != Opcode.BINARY:
+            return
+        size = self._head_size()
+        if size is None or size - self._end < _PIECES_MIN:
+            return
+        b1 = buf[1]
+        length = b1 & 0x7F
+        start = (2 if length < 126 else 4 if length == 126 else 10) + (4 if b1 & 0x80 else 0)
+        if self._end >= start:  # the masking key is in
+            self._pieces = []
+
+    def _add_piece(
+        self, pieces: list[bytes | memoryview], data: bytes | bytearray | memoryview
+    ) -> tuple[list[Frame], RemoteProtocolError | None]:
+        """:meth:`feed` while a large binary frame's reads are kept (:meth:`_start_pieces`)."""
+        if type(data) is not bytes:
+            data = bytes(data)  # the caller may reuse its buffer
+        size = self._head_size()
+        assert size is not None
+        have = self._end + sum(map(len, pieces))
+        if have + len(data) < size:
+            pieces.append(data)
+            return [], None
+        # The frame is whole: its payload from where its bytes lie, unmasked in one pass.
+        buf = self._buf
+        b0 = buf[0]
+        b1 = buf[1]
+        length = b1 & 0x7F
+        start = (2 if length < 126 else 4 if length == 126 else 10) + (4 if b1 & 0x80 else 0)
+        cut = size - have  # the last read's bytes that belong to the frame
+        key = bytes(buf[start - 4 : start]) if b1 & 0x80 else b""
+        with memoryview(buf) as head, memoryview(data) as tail:
+            payload = join_unmask([head[start : self._end], *pieces, tail[:cut]], key)
+            rest = bytes(tail[cut:])
+        frame = (b0 & 0x0F, b0 >= 0x80, b0 & 0x70, payload)
+        self._pieces = None
+        self._buf = bytearray()
+        self._end = self._unmasked = 0
+        if not rest:
+            return [frame], None
+        frames, error = self.feed(rest)
+        frames.insert(0, frame)
+        return frames, error
+
+    def _join_pieces(self) -> None:
+        """Move kept reads into the buffer (before reading into it)."""
+        pieces = self._pieces
+        assert pieces is not None
+        self._pieces = None
+        buf = self._buf
+        end = self._end
+        for piece in pieces:
+            n = len(piece)
+            buf[end : end + n] = piece
+            end += n
+        self._end = end
 
     def reserve(self, sizehint: int = -1) -> memoryview:
         """A writable view of the buffer's free room, for the caller to read into; then report
@@ -395,6 +487,8 @@ class FrameReader:
         :data:`READ_SIZE` without a hint), or the rest of the head frame when that is larger
         and at most :data:`_GROW_FACTOR` times what has arrived of it, so a large frame's bytes
         land where they stay."""
+        if self._pieces is not None:
+            self._join_pieces()
         want = READ_SIZE if sizehint <= 0 else min(sizehint, MAX_READ_SIZE)
         end = self._end
         if not end:  # nothing pending, so no buffer held: a shared one, or a new one
@@ -741,6 +835,7 @@ apply_mask: Callable[[bytes | bytearray, bytes], bytes]
 masked_frame: Callable[[bytes, bytes, bytes], bytes]
 unmask: Callable[[bytes | bytearray, int, int], bytes]
 unmask_inplace: Callable[[bytearray | memoryview, int, int, int], None]
+join_unmask: Callable[[list[bytes | memoryview], bytes], bytes]
 parse_frames: Callable[[bytes | bytearray, bool, int, int], tuple[list[Frame], int, Fault | None]]
 parse_span: Callable[
     [bytes | bytearray | memoryview, int, int, int, bool, int, int],
@@ -749,6 +844,7 @@ parse_span: Callable[
 try:
     from ._speedups import (
         apply_mask,
+        join_unmask,
         masked_frame,
         parse_frames,
         parse_span,
@@ -760,5 +856,6 @@ except ImportError:  # pragma: no cover - only where the extension was not built
     masked_frame = _py_masked_frame
     unmask = _py_unmask
     unmask_inplace = _py_unmask_inplace
+    join_unmask = _py_join_unmask
     parse_frames = _py_parse_frames
     parse_span = _py_parse_span

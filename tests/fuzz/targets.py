@@ -350,6 +350,12 @@ def frame_parser(data: bytes) -> None:
             == frames_module._py_parse_span(in_c, *span, *rules),
             "C and Python parse_span differ",
         )
+    parts = [buf[: control % 7], buf[control % 7 : control % 23], buf[control % 23 :]]
+    for mask in (key, b""):
+        _check(
+            frames_module.join_unmask(parts, mask) == frames_module._py_join_unmask(parts, mask),
+            "C and Python join_unmask differ",
+        )
     header = buf[:14]
     _check(
         frames_module.masked_frame(header, key, buf)

@@ -41,6 +41,7 @@ from .frames import (
     MaskKeySource,
     Opcode,
     build_frame,
+    frame_header,
 )
 from .handshake import (
     DEFAULT_MAX_HEADERS,
@@ -72,6 +73,9 @@ _PONG = Opcode.PONG.value
 
 #: Default largest message: 1 MiB, like the peers; raise it for bulk transfers.
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
+#: An unmasked payload this large or larger is queued apart from its header, not copied
+#: into a frame (:meth:`Connection.data_to_send_parts`); smaller ones are cheaper joined.
+SEPARATE_PAYLOAD_SIZE = 16 << 10
 #: Default largest HTTP head (request line or status line plus headers).
 DEFAULT_MAX_HANDSHAKE_SIZE = 16 << 10
 #: Default largest body of a refusal kept by a client.
@@ -345,15 +349,32 @@ class Connection(abc.ABC):
         out = self._out
         held = self._held
         if held is not None:
-            self._state = transition(self._state, Action.SEND_OWED_CLOSE)
-            self._held = None
-            self._close_sent = self._held_info
-            out.append(held)
+            self._release_held(held)
         if not out:
             return b""
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
         return data
+
+    def data_to_send_parts(self) -> list[bytes]:
+        """As :meth:`data_to_send`, but the pieces as they were queued, not joined, to write
+        in order with a gathering write (``transport.writelines``, ``socket.sendmsg``): a
+        server's large payload is then never copied. ``[]`` when none."""
+        held = self._held
+        if held is not None:
+            self._release_held(held)
+        out = self._out
+        if not out:
+            return []
+        self._out = []
+        return out
+
+    def _release_held(self, held: bytes) -> None:
+        """Queue the Close this side owes, after the replies queued before it."""
+        self._state = transition(self._state, Action.SEND_OWED_CLOSE)
+        self._out.append(held)
+        self._held = None
+        self._close_sent = self._held_info
 
     # -- input --------------------------------------------------------------------------
 
@@ -859,6 +880,13 @@ class Connection(abc.ABC):
         for codec in self._codecs:
             bits, payload = codec.encode(frame_opcode, final, payload, compress=compress)
             rsv |= bits
+        if self._masks is None and len(payload) >= SEPARATE_PAYLOAD_SIZE:
+            # A large unmasked payload is queued as it is, after its header: not copied into
+            # a frame, so data_to_send_parts() can hand it to a gathering write.
+            out = self._out
+            out.append(frame_header(frame_opcode, len(payload), fin=final, rsv=rsv))
+            out.append(payload)
+            return
         self._out.append(self._frame(frame_opcode, payload, final, rsv))
 
     def send_text(self, data: str, *, final: bool = True, compress: bool = True) -> None:

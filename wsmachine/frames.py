@@ -217,18 +217,24 @@ def build_frame(
     mask_key: bytes | None = None,
 ) -> bytes:
     """Return one frame's bytes; ``mask_key`` (4 bytes) masks the payload, as clients must."""
-    n = len(payload)
-    b0 = (0x80 if fin else 0) | rsv | opcode
-    mask_bit = 0x80 if mask_key is not None else 0
-    if n < 126:
-        header = bytes((b0, mask_bit | n))
-    elif n < 0x10000:
-        header = bytes((b0, mask_bit | 126)) + n.to_bytes(2, "big")
-    else:
-        header = bytes((b0, mask_bit | 127)) + n.to_bytes(8, "big")
+    header = frame_header(opcode, len(payload), fin=fin, rsv=rsv, masked=mask_key is not None)
     if mask_key is None:
         return header + payload
     return masked_frame(header, mask_key, payload)
+
+
+def frame_header(
+    opcode: int, length: int, *, fin: bool = True, rsv: int = 0, masked: bool = False
+) -> bytes:
+    """The header of a frame of ``length`` payload bytes, up to its mask key (RFC 6455 §5.2:
+    the length in the fewest bytes of the three forms)."""
+    b0 = (0x80 if fin else 0) | rsv | opcode
+    mask_bit = 0x80 if masked else 0
+    if length < 126:
+        return bytes((b0, mask_bit | length))
+    if length < 0x10000:
+        return bytes((b0, mask_bit | 126)) + length.to_bytes(2, "big")
+    return bytes((b0, mask_bit | 127)) + length.to_bytes(8, "big")
 
 
 #: The 2-byte header of an unmasked final TEXT or BINARY frame with a payload under 126 bytes,

@@ -51,6 +51,7 @@ __all__ = [
     "connect",
     "follow_reading",
     "serve",
+    "write_parts",
 ]
 
 logger = logging.getLogger(__name__)
@@ -147,6 +148,16 @@ class WriteBatch:
         # Not "if self._pending": an empty message adds 0 bytes and must go out too. A pump
         # that finds nothing to write costs little.
         self._flush()
+
+
+def write_parts(transport: asyncio.WriteTransport, parts: list[bytes]) -> None:
+    """Write the session's pieces in order: one ``write`` for one piece, else one
+    ``writelines``, which uvloop (and asyncio from Python 3.12) turns into a gathering
+    ``sendmsg`` without joining them."""
+    if len(parts) == 1:
+        transport.write(parts[0])
+    else:
+        transport.writelines(parts)
 
 
 def follow_reading(transport: asyncio.BaseTransport, reading: bool) -> None:
@@ -402,9 +413,9 @@ class WebSocket(SessionView, AsyncMessages):
         if session.opened:
             self._wake(self._opened)
         self._batch.written()
-        data = session.data_to_send()
-        if data:
-            transport.write(data)
+        parts = session.data_to_send_parts()
+        if parts:
+            write_parts(transport, parts)
             size = transport.get_write_buffer_size()
             if size > session.options.write_limit:  # e.g. Pongs to a peer that does not read
                 limit = session.options.write_limit

@@ -533,6 +533,13 @@ class Session:
             return b""
         return self.conn.data_to_send()
 
+    def data_to_send_parts(self) -> list[bytes]:
+        """:meth:`data_to_send` as pieces for a gathering write
+        (:meth:`~wsmachine.Connection.data_to_send_parts`); ``[]`` when none."""
+        if self._stopped or self._holding():
+            return []
+        return self.conn.data_to_send_parts()
+
     def should_send_eof(self) -> bool:
         """Whether to end our TCP stream now (``shutdown(SHUT_WR)``, ``send_eof()``); ask
         once everything :meth:`data_to_send` gave is written. Then call :meth:`eof_sent`."""

@@ -42,7 +42,7 @@ from uvicorn.protocols.utils import (
 from uvicorn.server import ServerState
 
 from ..adapters._common import ConnectionClosed, HTTPResponse
-from ..adapters.asyncio import DeadlineTimer, WriteBatch, follow_reading
+from ..adapters.asyncio import DeadlineTimer, WriteBatch, follow_reading, write_parts
 from ..adapters.options import ServerOptions
 from ..adapters.session import Session
 from ..events import Binary, Handshake, HTTPRequest, Text
@@ -562,9 +562,9 @@ class WSMachineProtocol(asyncio.BufferedProtocol):
             return
         transport = self.transport
         self._batch.written()
-        data = session.data_to_send()
-        if data:
-            transport.write(data)
+        parts = session.data_to_send_parts()
+        if parts:
+            write_parts(transport, parts)
         if session.should_send_eof():
             can_write_eof = getattr(transport, "can_write_eof", None)
             try:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
 
 from wsmachine import (
@@ -209,6 +209,30 @@ class TestStrategies:
             with pytest.raises(Exception, match="Sec-WebSocket-Extensions") as info:
                 parse_extension_list([header])
             assert type(info.value).__name__ == "RemoteProtocolError"
+
+    @pytest.mark.parametrize(
+        ("flaw", "ending"),
+        [
+            ("no name", None),
+            ("quote", '"unterminated'),
+            ("non-token", '"a b"'),
+            ("separator", "; ; x"),
+            ("space", " junk junk"),
+        ],
+    )
+    def test_each_kind_of_broken_extension_header_is_drawn_and_refused(
+        self, flaw: str, ending: str | None
+    ) -> None:
+        def shows(header: str) -> bool:
+            return header.startswith("; x=1, ") if ending is None else header.endswith(ending)
+
+        # The first one drawn will do: no shrinking (it would take seconds, for nothing here).
+        header = find(
+            ws.extension_headers(valid=False), shows, settings=settings(phases=[Phase.generate])
+        )
+        with pytest.raises(Exception, match="Sec-WebSocket-Extensions") as info:
+            parse_extension_list([header])
+        assert type(info.value).__name__ == "RemoteProtocolError", flaw
 
     @EXAMPLES
     @given(offer=ws.extension_offers())

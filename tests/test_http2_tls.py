@@ -237,3 +237,64 @@ def test_tls_socket_retries_a_send_the_kernel_could_not_take(
         thread.join(TIMEOUT)
         accepted.close()
     assert bytes(received) == payload
+
+
+def test_tls_socket_stands_in_for_a_socket(certificate: tuple[Path, Path]) -> None:
+    """What the loop asks of a socket, through TLS: send before the handshake waits, the
+    handshake and ALPN, recv_into, the end of the stream (read twice), the socket's calls."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    raw = socket.create_connection(listener.getsockname(), timeout=TIMEOUT)
+    client_address = raw.getsockname()
+    accepted, _ = listener.accept()
+    listener.close()
+    accepted.setblocking(False)
+    server = TLSSocket(accepted, server_context(str(certificate[0]), str(certificate[1])))
+    with pytest.raises(BlockingIOError):
+        server.send(b"too early")  # nothing can be said before the handshake
+    with pytest.raises(BlockingIOError):
+        server.recv(10)  # nothing has come yet
+    done, ended = threading.Event(), threading.Event()
+
+    def client_side() -> None:
+        context = client_context(certificate[0], ["h2"])
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"hello")
+            done.wait(TIMEOUT)
+            tls.shutdown(socket.SHUT_WR)  # the TCP stream ends, without close_notify
+            ended.wait(TIMEOUT)
+
+    thread = threading.Thread(target=client_side)
+    thread.start()
+    try:
+        buffer = bytearray(16)
+        got = 0
+        for _ in range(10_000):
+            try:
+                got = server.recv_into(buffer)
+                break
+            except BlockingIOError:
+                threading.Event().wait(0.001)
+        assert bytes(buffer[:got]) == b"hello"
+        assert server.alpn == "h2" and server.version is not None
+        assert "alpn='h2'" in repr(server)
+        assert server.getsockname() == accepted.getsockname()
+        assert server.getpeername() == client_address
+        server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        assert server.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        done.set()
+        ends = []
+        for _ in range(10_000):
+            try:
+                ends.append(server.recv(10))
+            except BlockingIOError:
+                threading.Event().wait(0.001)
+                continue
+            if len(ends) == 2:
+                break
+        assert ends == [b"", b""]  # the end of the stream, and again once it has ended
+        server.shutdown(socket.SHUT_RD)  # no close_notify for the reading half
+    finally:
+        done.set()
+        ended.set()
+        thread.join(TIMEOUT)
+        server.close()

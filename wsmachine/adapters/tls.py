@@ -53,7 +53,7 @@ class TLSSocket:
     :class:`OSError`) from the call that met it.
     """
 
-    __slots__ = ("_incoming", "_outgoing", "_owed", "_raw", "_tls", "sock")
+    __slots__ = ("_handshaken", "_incoming", "_outgoing", "_owed", "_raw", "_tls", "sock")
 
     def __init__(self, sock: socket.socket, context: ssl.SSLContext) -> None:
         #: The TCP socket underneath.
@@ -63,6 +63,8 @@ class TLSSocket:
         self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
         self._raw = bytearray()  # ciphertext the kernel did not take yet
         self._owed = 0  # plaintext encrypted by a send() that could not finish
+        # Set once the handshake is done (version() is None again after the stream ended).
+        self._handshaken = False
 
     def __repr__(self) -> str:
         return f"<TLSSocket fd={self.sock.fileno()} alpn={self.alpn!r}>"
@@ -95,8 +97,9 @@ class TLSSocket:
         """
         self._pull()
         try:
-            if self._tls.version() is None:
+            if not self._handshaken:
                 self._tls.do_handshake()  # raises SSLWantReadError until it is done
+                self._handshaken = True
             data = self._tls.read(size)
         except ssl.SSLWantReadError:
             data = None
@@ -146,7 +149,7 @@ class TLSSocket:
         if self._owed:  # the retry of a send() that encrypted these bytes already
             sent, self._owed = self._owed, 0
             return sent
-        if not self._tls.version():  # before the handshake ends: nothing to say yet
+        if not self._handshaken:  # before the handshake ends: nothing to say yet
             raise BlockingIOError("TLS: the handshake is not done")
         chunk = memoryview(data)[:RECORD_SIZE]
         written = self._tls.write(chunk)
@@ -175,7 +178,7 @@ class TLSSocket:
 
     def shutdown(self, how: int) -> None:
         """Send close_notify (RFC 8446 §6.1) with our half-close, then shut the TCP socket."""
-        if how in (socket.SHUT_WR, socket.SHUT_RDWR) and self._tls.version():
+        if how in (socket.SHUT_WR, socket.SHUT_RDWR) and self._handshaken:
             # The peer's close_notify comes later, or never: it is not waited for.
             with contextlib.suppress(ssl.SSLError):
                 self._tls.unwrap()

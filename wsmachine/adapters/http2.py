@@ -97,6 +97,20 @@ def _framing(options: Options) -> FramingSettings:
     )
 
 
+def _send_within_window(conn: h2.connection.H2Connection, stream_id: int, out: bytearray) -> None:
+    """Move the head of ``out`` into DATA frames as far as the stream's flow-control window
+    and the peer's frame size allow (RFC 9113 §5.2, §6.9); the rest waits for a
+    WINDOW_UPDATE. h2's errors go to the caller, whose recovery differs by role."""
+    while out:
+        size = min(
+            len(out), conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size
+        )
+        if size <= 0:
+            break
+        conn.send_data(stream_id, bytes(out[:size]))
+        del out[:size]
+
+
 class Stream(Endpoint):
     """One WebSocket on an HTTP/2 stream: what the handler's callbacks get as ``peer``.
     Use it from the loop's thread only."""
@@ -468,16 +482,7 @@ class _H2Session:
         out = stream._out
         stream_id = stream.stream_id
         try:
-            while out:
-                size = min(
-                    len(out),
-                    self.h2.local_flow_control_window(stream_id),
-                    self.h2.max_outbound_frame_size,
-                )
-                if size <= 0:
-                    break
-                self.h2.send_data(stream_id, bytes(out[:size]))
-                del out[:size]
+            _send_within_window(self.h2, stream_id, out)
         except _H2Error:
             out.clear()
         if stream._unacked and len(out) <= self.options.write_high_water // 4:
@@ -844,16 +849,7 @@ class Client:
             out = self._out.setdefault(stream_id, bytearray())
             out += stream.conn.data_to_send()
             with contextlib.suppress(*_H2Error):
-                while out:
-                    size = min(
-                        len(out),
-                        self.h2.local_flow_control_window(stream_id),
-                        self.h2.max_outbound_frame_size,
-                    )
-                    if size <= 0:
-                        break
-                    self.h2.send_data(stream_id, bytes(out[:size]))
-                    del out[:size]
+                _send_within_window(self.h2, stream_id, out)
                 if not out and stream.conn.should_close() and stream_id not in self._ended:
                     self._ended.add(stream_id)
                     self.h2.end_stream(stream_id)  # our half-close (RFC 8441 §5)

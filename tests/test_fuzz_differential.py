@@ -113,6 +113,7 @@ HTTP_CASES = [
     ("request-target", True, request(target="chat")),
     ("host-field", True, request("Host: second")),
     ("host-field", True, request().replace(b"Host: h", b"Host: [h")),
+    ("host-field", True, request().replace(b"Host: h", b"Host: :")),
     ("http-version", True, request().replace(b"HTTP/1.1", b"HTTP/1.2")),
     ("http-version", False, response(status="HTTP/1.2 101 Switching Protocols")),
     ("origin-field", True, request("Origin: n\x83l")),

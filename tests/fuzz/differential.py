@@ -94,7 +94,8 @@ DIVERGENCES = {
     "request-target": "RFC 7230 §5.3.1, RFC 6455 §4.1: the request-target of an upgrade is "
     "an origin-form starting with '/'; wsmachine refuses others (400), websockets accepts.",
     "host-field": "RFC 7230 §5.4: a server MUST answer 400 to a request with no Host, "
-    "several, or an invalid one; wsmachine does, websockets accepts.",
+    "several, or an invalid one, and an http URI's host is never empty (RFC 9110 §4.2.1); "
+    "wsmachine does, websockets accepts.",
     "interim-1xx": "RFC 7231 §6.2: a client MUST be able to parse 1xx responses before the "
     "final one; wsmachine skips them, websockets refuses.",
     "reason-phrase": "RFC 7230 §3.1.2: a client SHOULD ignore the reason-phrase; wsmachine "
@@ -481,7 +482,8 @@ def _known_http_divergence(stream: bytes, ours: str, theirs: str, server: bool) 
 
 def _valid_host(value: bytes) -> bool:
     host = _HOST.match(value)
-    return host is not None and _PORT.fullmatch(value, host.end()) is not None
+    # An http URI's host is never empty (RFC 9110 §4.2.1), so neither is an upgrade's Host.
+    return bool(host and host.end()) and _PORT.fullmatch(value, host.end()) is not None
 
 
 def diff_handshake_server(data: bytes) -> None:

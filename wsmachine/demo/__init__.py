@@ -24,6 +24,7 @@ HTTP/2 connection (RFC 8441), cleartext with prior knowledge, or over TLS with
 
 from __future__ import annotations
 
+import functools
 import secrets
 import signal
 import socket
@@ -363,29 +364,10 @@ def serve(
         except RelayError as exc:
             print(exc, file=sys.stderr)
             return 1
-    if workers > 1:
-
-        def work(number: int, sock: socket.socket) -> int:
-            where = f" worker {number}/{workers}"
-            return _serve(
-                host,
-                port,
-                echo=echo,
-                deflate=deflate,
-                redis=redis,
-                channel=channel,
-                sock=sock,
-                worker=where,
-                http2=http2,
-                ssl_context=context,
-            )
-
-        try:
-            return run_workers(workers, host, port, work)
-        except OSError as exc:
-            print(f"cannot listen on {host}:{port}: {exc}", file=sys.stderr)
-            return 1
-    return _serve(
+    # One set of arguments for the single process and every worker: a worker adds only
+    # its listening socket and its name.
+    run = functools.partial(
+        _serve,
         host,
         port,
         echo=echo,
@@ -395,6 +377,17 @@ def serve(
         http2=http2,
         ssl_context=context,
     )
+    if workers > 1:
+
+        def work(number: int, sock: socket.socket) -> int:
+            return run(sock=sock, worker=f" worker {number}/{workers}")
+
+        try:
+            return run_workers(workers, host, port, work)
+        except OSError as exc:
+            print(f"cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+            return 1
+    return run()
 
 
 def _serve(

@@ -10,8 +10,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from wsmachine import Handshake, ServerConnection
+from wsmachine.adapters import ConnectionClosed
 
-__all__ = ["Behaviour", "raw_server"]
+__all__ = ["Behaviour", "assert_gave_up", "deaf", "raw_server"]
 
 #: What the peer does after the handshake: with the socket, the machine, and an event set when
 #: the test is done (so that a peer that only waits can end).
@@ -51,3 +52,17 @@ def raw_server(behaviour: Behaviour, **settings: Any) -> Iterator[int]:
         ended.set()
         listener.close()
         thread.join(10)
+
+
+def deaf(sock: socket.socket, conn: ServerConnection, ended: threading.Event) -> None:
+    """A :data:`Behaviour`: read nothing, answer nothing, keep TCP open until the test ends,
+    so that a write stalls once the buffers fill and a Close is never answered."""
+    ended.wait(10)
+
+
+def assert_gave_up(closed: ConnectionClosed | None) -> None:
+    """``closed`` is how a client ended that stopped waiting for a :func:`deaf` peer's Close:
+    none came, and the wait timed out."""
+    assert closed is not None
+    assert closed.remote is None  # the peer's Close never came
+    assert isinstance(closed.error, TimeoutError)

@@ -21,7 +21,7 @@ from websockets.sync.client import connect as ws_connect  # noqa: E402
 from websockets.sync.server import ServerConnection as WSServerConnection  # noqa: E402
 from websockets.sync.server import serve as ws_serve  # noqa: E402
 
-from tests.raw_peer import raw_server  # noqa: E402
+from tests.raw_peer import deaf, raw_server  # noqa: E402
 from wsmachine import ClientConnection, OriginPolicy, ServerConnection  # noqa: E402
 from wsmachine.adapters import ConnectionClosed, HandshakeError, HTTPResponse  # noqa: E402
 from wsmachine.adapters.trio import Server, WebSocket, connect, open_websocket, serve  # noqa: E402
@@ -416,9 +416,6 @@ def test_ping_waiter_fails_when_the_connection_ends() -> None:
 
 
 def test_cancelled_send_drops_the_connection() -> None:
-    def deaf(sock: socket.socket, conn: ServerConnection, ended: threading.Event) -> None:
-        ended.wait(10)  # never read: our writes stall, until we drop the stream
-
     async def main(port: int) -> None:
         async with trio.open_nursery() as nursery:
             ws = await connect(nursery, url(port))

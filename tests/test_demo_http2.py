@@ -20,8 +20,8 @@ import pytest
 pytest.importorskip("h2.connection")
 pytest.importorskip("cryptography.x509")
 
+from tests.certs import make_certificate
 from tests.test_demo_browser import CHROMIUM, DevTools, devtools  # noqa: F401
-from tests.test_http2_tls import make_certificate
 from tests.test_main import ENV, ROOT, free_port, one_line_error, run_cli, stop, wait_for
 from wsmachine.adapters.http2 import Client
 

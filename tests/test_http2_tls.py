@@ -1,11 +1,9 @@
 """TLS on the HTTP/2 server's port: ALPN picks HTTP/2 or HTTP/1.1 (RFC 7301, RFC 8441 §3),
-WebSockets run over either, on loopback sockets with a self-signed certificate made here."""
+WebSockets run over either, on loopback sockets with a self-signed certificate (tests/certs.py)."""
 
 from __future__ import annotations
 
-import datetime
 import http.client
-import ipaddress
 import socket
 import ssl
 import threading
@@ -15,54 +13,18 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("h2.connection")
-x509 = pytest.importorskip("cryptography.x509")
+pytest.importorskip("cryptography.x509")
 
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
-
-from wsmachine.adapters import HandshakeError, HTTPResponse  # noqa: E402
-from wsmachine.adapters.blocking import connect  # noqa: E402
-from wsmachine.adapters.http2 import Client, Server, Stream  # noqa: E402
-from wsmachine.adapters.selector import Handler, Peer  # noqa: E402
-from wsmachine.adapters.tls import RECORD_SIZE, TLSSocket, server_context  # noqa: E402
-from wsmachine.events import HTTPRequest  # noqa: E402
-from wsmachine.extensions import PerMessageDeflate  # noqa: E402
+from tests.certs import make_certificate
+from wsmachine.adapters import HandshakeError, HTTPResponse
+from wsmachine.adapters.blocking import connect
+from wsmachine.adapters.http2 import Client, Server, Stream
+from wsmachine.adapters.selector import Handler, Peer
+from wsmachine.adapters.tls import RECORD_SIZE, TLSSocket, server_context
+from wsmachine.events import HTTPRequest
+from wsmachine.extensions import PerMessageDeflate
 
 TIMEOUT = 10.0
-
-
-def make_certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for ``localhost`` and 127.0.0.1, and its key (PEM files)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ permessage-deflate, the closing handshake over the stream's FIN, and a reset as 
 
 from __future__ import annotations
 
-import datetime
-
 import pytest
 
 pytest.importorskip("aioquic")
@@ -15,12 +13,9 @@ from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import StreamReset
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 
+from tests.certs import self_signed
 from wsmachine import Accepted, Close, Text
 from wsmachine.extended_connect import (
     SETTINGS_ENABLE_CONNECT_PROTOCOL,
@@ -33,29 +28,11 @@ CLIENT_ADDR = ("10.0.0.1", 4433)
 SERVER_ADDR = ("10.0.0.2", 443)
 
 
-def _certificate():
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
-
-
 class Wire:
     """An aioquic client and server H3 connection, datagrams carried in memory."""
 
     def __init__(self):
-        cert, key = _certificate()
+        cert, key = self_signed()
         server_config = QuicConfiguration(is_client=False, alpn_protocols=H3_ALPN)
         server_config.certificate = cert
         server_config.private_key = key

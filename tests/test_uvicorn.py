@@ -8,11 +8,9 @@ own WebSocket test suite run over our class (``tests/uvicorn_suite/run.py``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.util
-import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,8 @@ import uvicorn
 import websockets.exceptions
 from websockets.asyncio.client import connect as ws_connect
 
+from tests.uvicorn_server import run as run_within
+from tests.uvicorn_server import serve
 from wsmachine.adapters.asyncio import connect as wm_connect
 from wsmachine.adapters.session import Session
 from wsmachine.integrations.uvicorn import WSMachineProtocol, server_options
@@ -41,42 +41,9 @@ HTTP_PARSERS = [
     ),
 ]
 
-App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
-
-
-@contextlib.asynccontextmanager
-async def serve(app: App, http: str, **settings: Any) -> AsyncIterator[tuple[uvicorn.Server, int]]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, ws=WSMachineProtocol, http=http, lifespan="off", log_level="warning", **settings
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        async with asyncio.timeout(TIMEOUT):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.01)
-        yield server, port
-    finally:
-        server.should_exit = True
-        try:
-            async with asyncio.timeout(TIMEOUT):
-                await task
-        finally:
-            sock.close()
-
 
 def run(coro: Awaitable[None]) -> None:
-    async def bounded() -> None:
-        async with asyncio.timeout(30):
-            await coro
-
-    asyncio.run(bounded())
+    run_within(coro, 30)
 
 
 async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -9,58 +9,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import pytest
 
 pytest.importorskip("uvicorn")
 
-import uvicorn
 from uvicorn.protocols.utils import ClientDisconnected
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from wsmachine.integrations.uvicorn import WSMachineProtocol
+from tests.uvicorn_server import App
+from tests.uvicorn_server import run as run_within
+from tests.uvicorn_server import serve as uvicorn_serve
 
 TIMEOUT = 5.0
-
-App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
 @contextlib.asynccontextmanager
 async def serve(app: App) -> AsyncIterator[int]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        app, ws=WSMachineProtocol, http="h11", lifespan="off", log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        async with asyncio.timeout(TIMEOUT):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.01)
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        try:
-            async with asyncio.timeout(TIMEOUT):
-                await task
-        finally:
-            sock.close()
+    async with uvicorn_serve(app, timeout=TIMEOUT) as (_, port):
+        yield port
 
 
 def run(coro: Awaitable[None]) -> None:
-    async def bounded() -> None:
-        async with asyncio.timeout(TIMEOUT * 3):
-            await coro
-
-    asyncio.run(bounded())
+    run_within(coro, TIMEOUT * 3)
 
 
 def test_messages_that_came_before_the_apps_close_stay_readable() -> None:

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import copy
+import functools
 import hashlib
 import http
 import ipaddress
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar, cast
 
 import h11
 
@@ -103,9 +104,13 @@ def _single(index: _Index, name: bytes, what: str, status: int = 400) -> bytes |
     return values[0] if values else None
 
 
-def _has_token(index: _Index, name: bytes, header: str, token: str) -> bool:
-    tokens = parse_token_list(_values(index, name), header, allow_slash=True)
-    return any(t.lower() == token for t in tokens)
+def _has_token(index: _Index, name: bytes, header: str, token: bytes) -> bool:
+    values = _values(index, name)
+    # Most clients send the one token alone: that line is a valid list holding it.
+    if len(values) == 1 and values[0].lower() == token:
+        return True
+    tokens = parse_token_list(values, header, allow_slash=True)
+    return any(t.lower().encode("latin-1") == token for t in tokens)
 
 
 def _encode_headers(headers: HeaderInput) -> list[tuple[bytes, bytes]]:
@@ -128,21 +133,29 @@ def _reason_phrase(status: int) -> bytes:
         return b""
 
 
-@contextlib.contextmanager
-def _caller_input() -> Iterator[None]:
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _caller_input(method: _Method) -> _Method:
     """Report bad caller input as :class:`InvalidArgumentError`, whatever rejects it.
 
     h11 checks header names and values when its events are built, not only when they are
-    sent, and a str that does not encode fails in the codec.
+    sent, and a str that does not encode fails in the codec. (A plain wrapper, not a
+    context manager: this runs once per handshake, where a generator costs microseconds.)
     """
-    try:
-        yield
-    except h11.LocalProtocolError as exc:
-        raise InvalidArgumentError(f"invalid HTTP message: {exc}") from None
-    except UnicodeEncodeError as exc:
-        raise InvalidArgumentError(
-            f"{exc.object!r} cannot be written in an HTTP message: {exc.reason}"
-        ) from None
+
+    @functools.wraps(method)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except h11.LocalProtocolError as exc:
+            raise InvalidArgumentError(f"invalid HTTP message: {exc}") from None
+        except UnicodeEncodeError as exc:
+            raise InvalidArgumentError(
+                f"{exc.object!r} cannot be written in an HTTP message: {exc.reason}"
+            ) from None
+
+    return cast(_Method, checked)
 
 
 def _h11_send(conn: h11.Connection, *events: h11.Event) -> bytes:
@@ -406,7 +419,7 @@ class ServerHandshake:
         body = f"{status} {error}\n".encode()
         return Rejected(status_code=status, headers=tuple(headers), body=body, error=error)
 
-    @_caller_input()
+    @_caller_input
     def accept(
         self,
         key: str,
@@ -455,7 +468,7 @@ class ServerHandshake:
         self._h11 = trial
         return data
 
-    @_caller_input()
+    @_caller_input
     def reject(self, status: int, headers: HeaderInput, body: bytes) -> bytes:
         """Return a complete HTTP response that ends the connection.
 
@@ -468,7 +481,7 @@ class ServerHandshake:
         parts.append(h11.EndOfMessage())
         return self._send(*parts)
 
-    @_caller_input()
+    @_caller_input
     def reject_start(self, status: int, headers: HeaderInput) -> bytes:
         """Return the head of a response whose body follows (:meth:`reject_body`).
 
@@ -480,7 +493,7 @@ class ServerHandshake:
         self._check_status(status)
         return self._send(self._response(status, headers, None))
 
-    @_caller_input()
+    @_caller_input
     def reject_body(self, data: bytes, end: bool) -> bytes:
         """Return the next piece of the body :meth:`reject_start` began, and its end when
         ``end`` is true.
@@ -536,10 +549,10 @@ def check_final_status(status: int) -> None:
 
 def _check_request(request: h11.Request) -> Handshake | HTTPRequest:
     """Check an upgrade request against RFC 6455 §4.2.1, or report a plain HTTP request."""
-    headers: Headers = tuple((name, value) for name, value in request.headers)
+    headers: Headers = tuple(request.headers)  # (lowercase name, value) pairs
     index = _index(headers)
     target = _ascii(request.target, "request target")
-    upgrade = _has_token(index, b"upgrade", "Upgrade", "websocket")
+    upgrade = _has_token(index, b"upgrade", "Upgrade", b"websocket")
     host = _check_host(index, upgrade)
     if not upgrade:
         if _values(index, b"sec-websocket-key"):
@@ -560,7 +573,7 @@ def _check_request(request: h11.Request) -> Handshake | HTTPRequest:
         )
     _check_request_version(request.http_version)
     path = _resource_name(target, host)
-    if not _has_token(index, b"connection", "Connection", "upgrade"):
+    if not _has_token(index, b"connection", "Connection", b"upgrade"):
         raise RemoteProtocolError(
             "Connection header lacks the token 'upgrade' (RFC 6455 §4.2.1 item 4)"
         )
@@ -795,7 +808,7 @@ class ClientHandshake:
         #: The headers of that answer, kept for a refusal of an invalid 101.
         self.headers: Headers = ()
 
-    @_caller_input()
+    @_caller_input
     def request(
         self, host: str, path: str, origin: str | None, extra_headers: HeaderInput
     ) -> bytes:
@@ -926,9 +939,9 @@ class ClientHandshake:
                 f"101 response is in HTTP/{version.decode('latin-1')}: expected HTTP/1.1, the "
                 "version of the upgrade request (RFC 6455 §4.1; RFC 9110 §6.2, §15.2)"
             )
-        if not _has_token(index, b"upgrade", "Upgrade", "websocket"):
+        if not _has_token(index, b"upgrade", "Upgrade", b"websocket"):
             raise RemoteProtocolError("101 response lacks 'Upgrade: websocket' (RFC 6455 §4.1)")
-        if not _has_token(index, b"connection", "Connection", "upgrade"):
+        if not _has_token(index, b"connection", "Connection", b"upgrade"):
             raise RemoteProtocolError(
                 "101 response's Connection header lacks 'upgrade' (RFC 6455 §4.1)"
             )

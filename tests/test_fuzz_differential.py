@@ -111,6 +111,7 @@ HTTP_CASES = [
     ("bare-lf", True, request(end="\n")),
     ("bare-lf", False, response("X-A: b\n")),
     ("request-target", True, request(target="chat")),
+    ("request-target", True, request(target="/ch#at")),
     ("host-field", True, request("Host: second")),
     ("host-field", True, request().replace(b"Host: h", b"Host: [h")),
     ("host-field", True, request().replace(b"Host: h", b"Host: :")),

@@ -92,7 +92,8 @@ DIVERGENCES = {
     "bare-lf": "RFC 9112 §2.2: a recipient MAY recognize a single LF as a line terminator; "
     "h11 (wsmachine) does, websockets refuses.",
     "request-target": "RFC 7230 §5.3.1, RFC 6455 §4.1: the request-target of an upgrade is "
-    "an origin-form starting with '/'; wsmachine refuses others (400), websockets accepts.",
+    "an origin-form starting with '/', without a fragment (RFC 6455 §3); wsmachine refuses "
+    "others (400), websockets accepts.",
     "host-field": "RFC 7230 §5.4: a server MUST answer 400 to a request with no Host, "
     "several, or an invalid one, and an http URI's host is never empty (RFC 9110 §4.2.1); "
     "wsmachine does, websockets accepts.",
@@ -446,7 +447,7 @@ def _known_http_divergence(stream: bytes, ours: str, theirs: str, server: bool) 
     if (ours, theirs) == (ACCEPT, REFUSE) and _LATER_HTTP.fullmatch(version):
         return "http-version"
     if server and (ours, theirs) == (REFUSE, ACCEPT):
-        if len(start) == 3 and not start[1].startswith(b"/"):
+        if len(start) == 3 and (not start[1].startswith(b"/") or b"#" in start[1]):
             return "request-target"
         if len(start) == 3 and _TARGET_CTL.search(start[1]):
             return "ctl-in-target"

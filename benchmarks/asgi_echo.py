@@ -282,7 +282,9 @@ def serve_picows() -> None:
 
     async def main() -> None:
         sock = _listening_socket()
-        server = await ws_create_server(lambda request: Echo(), sock=sock)
+        server = await ws_create_server(
+            lambda request: Echo(), sock=sock, max_frame_size=MAX_MESSAGE
+        )
         _announce(sock)
         await server.serve_forever()
 

@@ -210,9 +210,21 @@ def expected_rows() -> list[str]:
     return rows
 
 
+def _installed(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
 def test_the_one_command_produces_every_row(tmp_path: Path) -> None:
-    """``python -m benchmarks.all --check``: every part runs, every server echoes right."""
-    for peer in ("websockets", "wsproto", "picows", "trio", "trio_websocket"):
+    """``python -m benchmarks.all --check``: every part runs, every server echoes right.
+
+    picows and trio-websocket, two of issue 13's references, are optional: without them
+    their servers must be SKIPPED (not failed) and the rows held against them not judged.
+    """
+    for peer in ("websockets", "wsproto", "trio"):
         pytest.importorskip(peer, reason=f"{peer}, a reference of issue 13, is not installed")
     if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 50 + 256:
         pytest.skip("RLIMIT_NOFILE hard limit too low for the scale part")
@@ -231,22 +243,24 @@ def test_the_one_command_produces_every_row(tmp_path: Path) -> None:
     for part, verdict in report["correctness"].items():
         assert verdict["ok"], (part, verdict)
     status = report["results"]["asgi_echo"]["status"]
-    for server in (
-        "wsmachine",
-        "wsmachine-selector",
-        "wsmachine-trio",
-        "trio-websocket",
-        "websockets",
-        "picows",
-    ):
+    for server in ("wsmachine", "wsmachine-selector", "wsmachine-trio", "websockets"):
         assert status[server] == "ok", (server, status)
+    missing = set()
+    for server, module in (("picows", "picows"), ("trio-websocket", "trio_websocket")):
+        if _installed(module):
+            assert status[server] == "ok", (server, status)
+        else:
+            assert status[server] == "SKIPPED", (server, status)
+            missing.add(server)
     assert all(v in ("ok", "SKIPPED") for v in status.values()), status
 
     summary = [row["row"] for row in report["summary"]]
     assert summary == expected_rows()
     for row in report["summary"]:  # measured, and judged against every target
-        assert row["measured"] != "not measured", row
-        assert row["met"] in (True, False), row
+        unjudged = any(m in label for label, _ in row["targets"] for m in missing)
+        if not unjudged:
+            assert row["measured"] != "not measured", row
+            assert row["met"] in (True, False), row
     printed = done.stdout[done.stdout.index("==== Summary") :]
     for name in expected_rows():
         assert name in printed

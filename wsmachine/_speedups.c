@@ -307,31 +307,35 @@ done:
     return result;
 }
 
-/* parse_frames(buffer, expect_masked, max_size, rsv_forbidden) -> (frames, end, fault)
- *
- * The same loop as frames._py_parse_frames, in C: the complete frames at the start of the
- * buffer as (opcode, fin, rsv, payload) tuples, unmasked; the offset after the last one; and
- * None, or (kind, value) for the first frame that breaks an RFC 6455 §5 rule. */
+/* parse_span's work once its offsets are read: the frame rules from rules[0..2], then the
+ * buffer (the Python twins' order), the range check, the loop. `whole` stands for end =
+ * len(buffer), which parse_frames cannot know before the buffer is taken. */
 static PyObject *
-parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+parse_buffer(PyObject *obj, Py_ssize_t start, Py_ssize_t end, Py_ssize_t unmasked, int whole,
+             PyObject *const *rules)
 {
     Py_buffer view;
-    PyObject *result;
+    PyObject *result = NULL;
     int expect_masked, rsv_forbidden;
     long long max_size;
 
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "parse_frames() takes exactly 4 arguments");
+    if (frame_rules(rules, &expect_masked, &max_size, &rsv_forbidden) < 0) {
         return NULL;
     }
-    if (frame_rules(args + 1, &expect_masked, &max_size, &rsv_forbidden) < 0) {
+    if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
-        return NULL;
+    if (whole) {
+        end = view.len;
     }
-    result = parse_loop((const unsigned char *)view.buf, 0, view.len, 0, expect_masked, max_size,
-                        rsv_forbidden);
+    if (start < 0 || unmasked < start || end < unmasked || end > view.len) {
+        PyErr_SetString(PyExc_ValueError,
+                        "parse_span(): need 0 <= start <= unmasked <= end <= len(buffer)");
+    }
+    else {
+        result = parse_loop((const unsigned char *)view.buf, start, end, unmasked, expect_masked,
+                            max_size, rsv_forbidden);
+    }
     PyBuffer_Release(&view);
     return result;
 }
@@ -339,23 +343,21 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 /* parse_span(buffer, start, end, unmasked, expect_masked, max_size, rsv_forbidden)
  *     -> (frames, pos, fault)
  *
- * parse_frames over buffer[start:end], for a receive buffer read into in place: payload bytes
- * at offsets below `unmasked` were already unmasked there (unmask_inplace) and are copied as
- * they are. Needs 0 <= start <= unmasked <= end <= len(buffer). */
+ * The complete frames in buffer[start:end] as (opcode, fin, rsv, payload) tuples, unmasked;
+ * the offset after the last one; and None, or (kind, value) for the first frame that breaks
+ * an RFC 6455 §5 rule. For a receive buffer read into in place: payload bytes at offsets
+ * below `unmasked` were already unmasked there (unmask_inplace) and are copied as they are.
+ * Needs 0 <= start <= unmasked <= end <= len(buffer). */
 static PyObject *
 parse_span(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_buffer view;
     Py_ssize_t start, end, unmasked;
-    PyObject *result = NULL;
-    int expect_masked, rsv_forbidden;
-    long long max_size;
 
     if (nargs != 7) {
         PyErr_SetString(PyExc_TypeError, "parse_span() takes exactly 7 arguments");
         return NULL;
     }
-    /* Any int: one past the Py_ssize_t range is clamped, so it fails the range check below. */
+    /* Any int: one past the Py_ssize_t range is clamped, so it fails the range check. */
     start = PyNumber_AsSsize_t(args[1], NULL);
     if (start == -1 && PyErr_Occurred()) {
         return NULL;
@@ -368,22 +370,19 @@ parse_span(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (unmasked == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    if (frame_rules(args + 4, &expect_masked, &max_size, &rsv_forbidden) < 0) {
+    return parse_buffer(args[0], start, end, unmasked, 0, args + 4);
+}
+
+/* parse_frames(buffer, expect_masked, max_size, rsv_forbidden) -> (frames, end, fault):
+ * parse_span over the whole buffer, nothing unmasked in place (frames._py_parse_frames). */
+static PyObject *
+parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "parse_frames() takes exactly 4 arguments");
         return NULL;
     }
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    if (start < 0 || unmasked < start || end < unmasked || end > view.len) {
-        PyErr_SetString(PyExc_ValueError,
-                        "parse_span(): need 0 <= start <= unmasked <= end <= len(buffer)");
-    }
-    else {
-        result = parse_loop((const unsigned char *)view.buf, start, end, unmasked, expect_masked,
-                            max_size, rsv_forbidden);
-    }
-    PyBuffer_Release(&view);
-    return result;
+    return parse_buffer(args[0], 0, 0, 0, 1, args + 1);
 }
 
 /* unmask_inplace(buffer, start, offset, end) -> None: unmask buffer[offset:end] where it lies,

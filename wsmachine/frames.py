@@ -643,63 +643,16 @@ def _py_parse_frames(
     """Split ``buf`` into frames: the complete ones, the offset after them, and the first
     broken rule as ``(kind, value)`` (RFC 6455 §5.2, §5.5), or ``None``.
 
-    One loop with an offset: header fields are read by indexing, and the only copy per frame
-    is its (unmasked) payload.
+    :func:`_py_parse_span` over the whole of ``buf``, nothing unmasked in place.
     """
-    # The arguments are read in the C twin's order, so a bad one fails the same way.
-    expect_mask = 0x80 if expect_masked else 0
-    if type(max_size) is not int:
-        max_size = index(max_size)
-    if type(rsv_forbidden) is not int:
-        rsv_forbidden = index(rsv_forbidden)
+    # The arguments are read in the C twin's order, the buffer last, so a bad one fails the
+    # same way; its length, the span's end, is known only then. parse_span reads them again,
+    # now plain bool and ints that cannot fail.
+    masked = bool(expect_masked)
+    max_size = index(max_size)
+    rsv_forbidden = index(rsv_forbidden)
     buf = _as_buffer(buf)
-    frames: list[Frame] = []
-    append = frames.append
-    n = len(buf)
-    pos = 0
-    while n - pos >= 2:
-        b0 = buf[pos]
-        b1 = buf[pos + 1]
-        opcode = b0 & 0x0F
-        length = b1 & 0x7F
-        header = 2
-        if length == 126:
-            if n - pos < 4:
-                break
-            length = (buf[pos + 2] << 8) | buf[pos + 3]
-            header = 4
-            if length < 126:
-                return frames, pos, (_NONMINIMAL_16, length)
-        elif length == 127:
-            if n - pos < 10:
-                break
-            length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-            header = 10
-            if length >> 63:
-                return frames, pos, (_TOP_BIT, 0)
-            if length < 0x10000:
-                return frames, pos, (_NONMINIMAL_64, length)
-        if (b1 & 0x80) != expect_mask:
-            return frames, pos, (_MASK, 0)
-        if b0 & rsv_forbidden:
-            return frames, pos, (_RSV, b0 & 0x70)
-        if opcode not in _KNOWN_OPCODES:
-            return frames, pos, (_OPCODE, opcode)
-        if opcode & 0x8:
-            if length > _MAX_CONTROL_PAYLOAD:
-                return frames, pos, (_CONTROL_LONG, length)
-            if not b0 & 0x80:
-                return frames, pos, (_CONTROL_FRAGMENTED, 0)
-        elif length > max_size:
-            return frames, pos, (_TOO_BIG, length)
-        start = pos + header + (4 if expect_mask else 0)
-        end = start + length
-        if end > n:
-            break
-        payload = _py_unmask(buf, start, end) if expect_mask else bytes(buf[start:end])
-        append((opcode, b0 >= 0x80, b0 & 0x70, payload))
-        pos = end
-    return frames, pos, None
+    return _py_parse_span(buf, 0, len(buf), 0, masked, max_size, rsv_forbidden)
 
 
 def _py_parse_span(  # noqa: PLR0917 - positional only, as the C twin takes them
@@ -712,10 +665,13 @@ def _py_parse_span(  # noqa: PLR0917 - positional only, as the C twin takes them
     rsv_forbidden: int,
     /,
 ) -> tuple[list[Frame], int, Fault | None]:
-    """:func:`_py_parse_frames` over ``buf[start:end]``, for a receive buffer read into in place:
-    payload bytes at offsets below ``unmasked`` were already unmasked there
-    (:func:`_py_unmask_inplace`) and are copied as they are, the rest unmasked while copied.
-    Returns the frames, the offset after the last complete one, and the fault.
+    """The frames in ``buf[start:end]``: the complete ones, the offset after them, and the
+    first broken rule as ``(kind, value)`` (RFC 6455 §5.2, §5.5), or ``None``.
+
+    One loop with an offset: header fields are read by indexing, and the only copy per frame
+    is its payload. For a receive buffer read into in place, payload bytes at offsets below
+    ``unmasked`` were already unmasked there (:func:`_py_unmask_inplace`) and are copied as
+    they are, the rest unmasked while copied.
     """
     # The arguments are read in the C twin's order, so a bad one fails the same way.
     if type(start) is not int:

@@ -9,6 +9,7 @@ import abc
 from collections.abc import Sequence
 from typing import ClassVar, Literal, Self
 
+from .broadcast import PreparedMessage
 from .close_codes import (
     CloseCode,
     CloseInfo,
@@ -918,6 +919,21 @@ class Connection(abc.ABC):
             REMOTE_CLOSING), or a text message is being sent in fragments.
         """
         self._send_data(_BINARY, bytes(data), final, compress)
+
+    def send_prepared(self, prepared: PreparedMessage) -> bool:
+        """Queue a message framed once for many connections
+        (:func:`wsmachine.broadcast.prepare`), if its frame fits this connection as it is.
+
+        It fits a server connection in the OPEN state with no extension agreed and no
+        fragmented message being sent: its frames are unmasked and untransformed, the same
+        bytes for every client. Otherwise nothing is queued and ``False`` is returned; send
+        ``prepared.message`` with :meth:`send_text` or :meth:`send_binary` instead (which
+        raise as usual when the connection cannot send).
+        """
+        if self._plain_send and self._state is _OPEN and not self._send_opcode:
+            self._out.append(prepared.frame)
+            return True
+        return False
 
     def _send_control(self, opcode: int, payload: bytes | bytearray | memoryview) -> None:
         state = self._state

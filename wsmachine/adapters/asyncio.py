@@ -35,7 +35,9 @@ import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any, cast
 
+from ..broadcast import prepare
 from ..events import Binary, Handshake, HTTPRequest, Text
+from ..state import State
 from ._common import AsyncMessages, ConnectionClosed, HandshakeError, HTTPResponse, parse_url
 from .options import GRACE_SECONDS, ClientOptions, ServerOptions, resolve
 from .session import Session, SessionView
@@ -50,11 +52,14 @@ __all__ = [
     "broadcast",
     "connect",
     "follow_reading",
+    "run_batches",
     "serve",
     "write_parts",
 ]
 
 logger = logging.getLogger(__name__)
+
+_OPEN = State.OPEN
 
 
 #: Answers a plain HTTP request (``None``: 426) or decides on an upgrade (``None`` accepts,
@@ -132,22 +137,38 @@ class WriteBatch:
 
     def add(self, size: int) -> None:
         """A message of ``size`` bytes was queued in the session: write it soon."""
+        if self.add_shared(size):
+            self._loop.call_soon(self.run)
+
+    def add_shared(self, size: int) -> bool:
+        """As :meth:`add`, for a caller that schedules one callback for many batches (a
+        broadcast: one loop callback, not one per connection): ``True`` when this batch
+        joins it, and the callback must then call :meth:`run`."""
         self._pending += size
         if self._pending >= self.limit:
             self._flush()
-        elif not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self._run)
+            return False
+        if self._scheduled:
+            return False
+        self._scheduled = True
+        return True
 
     def written(self) -> None:
         """Everything queued was written (by the pump, whatever called it)."""
         self._pending = 0
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """Write now what was added: the callback :meth:`add` schedules."""
         self._scheduled = False
         # Not "if self._pending": an empty message adds 0 bytes and must go out too. A pump
         # that finds nothing to write costs little.
         self._flush()
+
+
+def run_batches(batches: list[WriteBatch]) -> None:
+    """Run every batch of ``batches`` (those :meth:`WriteBatch.add_shared` joined)."""
+    for batch in batches:
+        batch.run()
 
 
 def write_parts(transport: asyncio.WriteTransport, parts: list[bytes]) -> None:
@@ -235,17 +256,31 @@ class WebSocket(SessionView, AsyncMessages):
         self._loop = loop
         self._process_request = process_request
         self._transport: asyncio.Transport | None = None
-        self._timer = DeadlineTimer(loop, self._tick)
-        self._batch = WriteBatch(loop, self._pump)
+        # Both made when first needed, the timer dropped when unset: an idle connection
+        # without keepalive holds neither.
+        self._timer: DeadlineTimer | None = None
+        self._batch_: WriteBatch | None = None
         self._reading = True
         self._can_write = True
         self._readable: asyncio.Future[None] | None = None  # recv() waiting
         self._drained: asyncio.Future[None] | None = None  # send() waiting for the buffer
-        self._opened: asyncio.Future[None] = loop.create_future()
-        self._done: asyncio.Future[None] = loop.create_future()
+        # Set when the handshake ends either way, then dropped (an idle connection holds
+        # no future: see _wait_open).
+        self._opened: asyncio.Future[None] | None = loop.create_future()
+        self._done = False  # the transport is closed
+        # One future per wait_closed() or close() waiting, made by _until_done: a waiter
+        # cancelled cancels only its own, and an idle connection holds none.
+        self._done_waiters: list[asyncio.Future[None]] | None = None
         #: The peer's address.
         self.remote_address: Any = None
         session.wake = self._pump  # recv() took a message: reading or the held Close
+
+    @property
+    def _batch(self) -> WriteBatch:
+        batch = self._batch_
+        if batch is None:
+            batch = self._batch_ = WriteBatch(self._loop, self._flush)
+        return batch
 
     # -- information ----------------------------------------------------------------------
 
@@ -257,7 +292,7 @@ class WebSocket(SessionView, AsyncMessages):
     @property
     def closed(self) -> ConnectionClosed | None:
         """How the connection closed, once its transport is closed; ``None`` before."""
-        return self.session.closed() if self._done.done() else None
+        return self.session.closed() if self._done else None
 
     @property
     def close_code(self) -> int | None:
@@ -273,7 +308,21 @@ class WebSocket(SessionView, AsyncMessages):
 
     async def wait_closed(self) -> None:
         """Wait until the transport is closed."""
-        await asyncio.shield(self._done)
+        if not self._done:
+            await self._until_done()
+
+    def _until_done(self) -> asyncio.Future[None]:
+        """A future of this caller's own, set when the transport is closed."""
+        future = self._loop.create_future()
+        if self._done:
+            future.set_result(None)
+        elif self._done_waiters is None:
+            self._done_waiters = [future]
+        else:
+            waiters = self._done_waiters
+            waiters[:] = [w for w in waiters if not w.done()]  # drop those cancelled
+            waiters.append(future)
+        return future
 
     # -- sending --------------------------------------------------------------------------
 
@@ -285,7 +334,7 @@ class WebSocket(SessionView, AsyncMessages):
         """
         self.session.send(message)
         self._batch.add(len(message))
-        while not self._can_write and not self._done.done():
+        while not self._can_write and not self._done:
             if self._drained is None or self._drained.done():
                 self._drained = self._loop.create_future()
             # One future for every sender waiting; shielded, so that a cancelled send does
@@ -319,8 +368,10 @@ class WebSocket(SessionView, AsyncMessages):
         self._pump()
         options = self.session.options
         limit = options.close_wait + GRACE_SECONDS
+        if self._done:
+            return
         try:
-            await asyncio.wait_for(asyncio.shield(self._done), limit)
+            await asyncio.wait_for(self._until_done(), limit)
         except TimeoutError:
             self._abort(TimeoutError("close() timed out"))
 
@@ -346,7 +397,7 @@ class WebSocket(SessionView, AsyncMessages):
             event = session.next_message()
             if event is not None:
                 return event
-            if self._done.done() or not session.may_receive:
+            if self._done or not session.may_receive:
                 raise session.closed()
             if self._readable is None or self._readable.done():
                 self._readable = self._loop.create_future()
@@ -389,8 +440,15 @@ class WebSocket(SessionView, AsyncMessages):
             self.session.abort(exc)
         elif not self.session.should_close():
             self.session.abort(ConnectionResetError("the connection was lost"))
-        self._timer.cancel()
-        for future in (self._readable, self._drained, self._opened, self._done):
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._done = True
+        for future in (self._readable, self._drained, self._opened):
+            self._wake(future)
+        self._opened = None
+        waiters, self._done_waiters = self._done_waiters, None
+        for future in waiters or ():
             self._wake(future)
 
     def _wake(self, future: asyncio.Future[None] | None) -> None:
@@ -407,19 +465,18 @@ class WebSocket(SessionView, AsyncMessages):
         """Write the session's output; end, close or pause the transport as it says; wake
         the session at its next deadline."""
         transport = self._transport
-        if transport is None or self._done.done():
+        if transport is None or self._done:
             return
         session = self.session
-        if session.opened:
+        if session.opened and self._opened is not None:
             self._wake(self._opened)
-        self._batch.written()
+            self._opened = None
+        if self._batch_ is not None:
+            self._batch_.written()
         parts = session.data_to_send_parts()
         if parts:
             write_parts(transport, parts)
-            size = transport.get_write_buffer_size()
-            if size > session.options.write_limit:  # e.g. Pongs to a peer that does not read
-                limit = session.options.write_limit
-                session.abort(BufferError(f"write buffer of {size} bytes over write_limit {limit}"))
+            self._check_write_limit(transport)
         if session.should_send_eof():
             try:
                 if transport.can_write_eof():
@@ -439,7 +496,47 @@ class WebSocket(SessionView, AsyncMessages):
         if reading != self._reading:
             self._reading = reading
             follow_reading(transport, reading)
-        self._timer.set(session.next_deadline())
+        deadline = session.next_deadline()
+        timer = self._timer
+        if deadline is None:
+            if timer is not None:
+                timer.cancel()
+                self._timer = None
+        else:
+            if timer is None:
+                timer = self._timer = DeadlineTimer(self._loop, self._tick)
+            timer.set(deadline)
+
+    def _check_write_limit(self, transport: asyncio.Transport) -> bool:
+        """Drop the connection if its write buffer is over ``write_limit`` (e.g. Pongs to a
+        peer that does not read); whether it did."""
+        size = transport.get_write_buffer_size()
+        limit = self.session.options.write_limit
+        if size <= limit:
+            return False
+        self.session.abort(BufferError(f"write buffer of {size} bytes over write_limit {limit}"))
+        return True
+
+    def _flush(self) -> None:
+        """The :class:`WriteBatch`'s write: only the messages sent, while the connection is
+        OPEN and opened (sending changes nothing else the pump looks at); else the pump."""
+        session = self.session
+        transport = self._transport
+        if (
+            session.conn.state is not _OPEN
+            or self._opened is not None
+            or transport is None
+            or session.aborted
+            or self._done
+        ):
+            self._pump()
+            return
+        self._batch.written()
+        parts = session.data_to_send_parts()
+        if parts:
+            write_parts(transport, parts)
+            if self._check_write_limit(transport):
+                self._pump()  # close the transport
 
     def _tick(self) -> None:
         self.session.tick(self._loop.time())
@@ -448,9 +545,12 @@ class WebSocket(SessionView, AsyncMessages):
         self._pump()
         if self.session.should_close() and not self.session.opened:
             self._wake(self._opened)
+            self._opened = None
 
     async def _wait_open(self) -> None:
-        await asyncio.shield(self._opened)
+        opened = self._opened
+        if opened is not None:
+            await asyncio.shield(opened)
         error = self.session.handshake_error()
         if error is not None:
             raise error
@@ -562,6 +662,9 @@ class Server:
         self._server: asyncio.Server | None = None
         self._connections: set[WebSocket] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Bound once, not once per connection.
+        self._start_task = self._start
+        self._forget_task = self._tasks.discard
         self._closing: tuple[int, str] | None = None
         self._closed: asyncio.Event | None = None
         #: The listening port, once listening.
@@ -587,12 +690,12 @@ class Server:
 
     def _protocol(self) -> _Protocol:
         session = Session.server(self.options, asyncio.get_running_loop().time())
-        return _Protocol(WebSocket(session, self.process_request), self._start)
+        return _Protocol(WebSocket(session, self.process_request), self._start_task)
 
     def _start(self, ws: WebSocket) -> None:
         task = asyncio.get_running_loop().create_task(self._serve(ws))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._forget_task)
 
     async def _serve(self, ws: WebSocket) -> None:
         try:
@@ -667,11 +770,27 @@ def serve(
 def broadcast(connections: Iterable[WebSocket], message: str | bytes) -> int:
     """Send ``message`` to every open connection whose write buffer is not above its
     high-water mark (a slow peer misses it, rather than growing a buffer without bound);
-    return how many got it. Does not wait."""
+    return how many got it. Does not wait.
+
+    The message is framed once (:func:`wsmachine.broadcast.prepare`) and that frame queued
+    on every server connection it fits as it is (no extension, not in the middle of a
+    fragmented message: :meth:`~wsmachine.Connection.send_prepared`); the others frame it
+    themselves. The writes happen in one loop callback for the whole broadcast, as the
+    sends of one step do (:class:`WriteBatch`): broadcasts made in the same step share a
+    write per connection.
+    """
+    prepared = prepare(message)
+    size = len(prepared)
+    due: list[WriteBatch] = []
     count = 0
     for ws in connections:
-        if ws.session.can_send and ws._can_write:
-            ws.session.send(message)
-            ws._batch.add(len(message))
+        session = ws.session
+        if ws._can_write and session.can_send:
+            session.send_prepared(prepared)
+            batch = ws._batch
+            if batch.add_shared(size):
+                due.append(batch)
             count += 1
+    if due:
+        due[0]._loop.call_soon(run_batches, due)
     return count

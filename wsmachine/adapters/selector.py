@@ -70,6 +70,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Self
 
+from ..broadcast import prepare
 from ..connection import Connection
 from ..events import Handshake, HTTPRequest
 from ..state import State
@@ -337,6 +338,9 @@ class Loop:
         self._timers: list[Timer] = []
         self._seq = 0
         self._calls: deque[Callable[[], None]] = deque()
+        # Peers a broadcast queued to since the last flush: one flush each, at the end of
+        # the step (as for the calls), however many broadcasts came in it.
+        self._broadcast_peers: dict[Peer, None] = {}
         self._stopping = False
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -376,10 +380,22 @@ class Loop:
         Call it from the loop's thread (from a callback, or via
         :meth:`call_soon_threadsafe`). It reaches the connections of both roles: filter on
         :attr:`Peer.client` with :meth:`Peer.send` to reach only one.
+
+        The message is framed once (:func:`wsmachine.broadcast.prepare`) and that frame
+        queued on every server connection it fits as it is
+        (:meth:`~wsmachine.Connection.send_prepared`: no extension, no fragmented message
+        under way); the others frame it themselves. Each connection is written once, at the
+        end of the loop's current step, however many broadcasts the step made.
         """
+        prepared = prepare(message)
+        due = self._broadcast_peers
+        if not due:  # the first broadcast since the last flush: flush after this step
+            self._calls.append(self._flush_all)
         count = 0
-        for peer in list(self._peers):
-            if peer is not exclude and peer.send(message):
+        for peer in self._peers:
+            if peer is not exclude and peer.open:
+                peer.session.send_prepared(prepared)
+                due[peer] = None
                 count += 1
         return count
 
@@ -743,11 +759,30 @@ class Loop:
         data = peer.session.data_to_send()
         if data:
             if peer._wbuf is None:
-                peer._wbuf = deque()
-            peer._wbuf.append(data)
-            peer._pending += len(data)
-            self._write(peer)
+                # Nothing waits: send at once, and buffer only what the kernel did not take
+                # (no buffer made and dropped for every message).
+                try:
+                    sent = peer.sock.send(data)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError as exc:
+                    self._abort(peer, exc)
+                    sent = len(data)
+                if sent < len(data):
+                    peer._wbuf = deque((data,))
+                    peer._woff = sent
+                    peer._pending += len(data) - sent
+            else:
+                peer._wbuf.append(data)
+                peer._pending += len(data)
+                self._write(peer)
         self._after_io(peer)
+
+    def _flush_all(self) -> None:
+        """Flush the peers a broadcast queued to (see :meth:`broadcast`)."""
+        peers, self._broadcast_peers = self._broadcast_peers, {}
+        for peer in peers:
+            self._flush(peer)
 
     def _write(self, peer: Peer) -> None:
         buf = peer._wbuf

@@ -35,6 +35,7 @@ import os
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
+from ..broadcast import PreparedMessage
 from ..close_codes import CloseCode
 from ..connection import Connection, ServerConnection
 from ..events import (
@@ -77,6 +78,9 @@ _REJECTING = State.REJECTING
 _INF = float("inf")
 #: Where reads go that the session ignores (see Session.get_buffer): never read back.
 _DISCARD = memoryview(bytearray(READ_SIZE))
+#: The inbox while no message waits: an empty deque costs ~760 bytes, and most idle
+#: connections have nothing queued.
+_NO_MESSAGES: tuple[()] = ()
 
 
 class Session:
@@ -129,7 +133,8 @@ class Session:
         #: Set by the adapter: called by :meth:`next_message` when the I/O must look at the
         #: session again (reading resumes, or the Close held for the replies may go).
         self.wake: Callable[[], object] | None = None
-        self._inbox: deque[Text | Binary] = deque()
+        # A deque only while messages wait (see _NO_MESSAGES).
+        self._inbox: deque[Text | Binary] | tuple[()] = _NO_MESSAGES
         self._app_busy = False  # a message was handed out and the application did not return
         self._hold_over = False  # the owed Close may go even with replies pending
         self._opened = False
@@ -137,7 +142,8 @@ class Session:
         self._stopped = False  # aborted, or a client done waiting: close the socket now
         self._peer_eof = False
         self._eof_sent = False
-        self._pings: OrderedDict[bytes, tuple[float, PongCallback | None]] = OrderedDict()
+        # Made by the first Ping: an idle connection without keepalive never needs it.
+        self._pings: OrderedDict[bytes, tuple[float, PongCallback | None]] | None = None
         self._keepalive = b""
         self._open_deadline = now + options.open_timeout
         self._close_deadline = _INF
@@ -318,7 +324,10 @@ class Session:
         others: list[Event] = []
         for event in events:
             if isinstance(event, Text | Binary):
-                self._inbox.append(event)
+                inbox = self._inbox
+                if not inbox:
+                    inbox = self._inbox = deque()
+                inbox.append(event)
                 continue
             if isinstance(event, Pong):
                 self._pong(event.payload, now)
@@ -440,8 +449,14 @@ class Session:
         # max_queue: once, not at every take from a longer queue, each wake being a pump and
         # a write), or when the owed Close may now go out.
         due = len(inbox) == self.options.max_queue or self.conn.state is _REMOTE_CLOSING
-        self._app_busy = bool(inbox)
-        event = inbox.popleft() if inbox else None
+        if inbox:
+            self._app_busy = True
+            event = inbox.popleft()
+            if not inbox:
+                self._inbox = _NO_MESSAGES
+        else:
+            self._app_busy = False
+            event = None
         if due and self.wake is not None:
             self.wake()
         return event
@@ -458,6 +473,20 @@ class Session:
         else:
             self.conn.send_binary(message, compress=compress)
 
+    def send_prepared(self, prepared: PreparedMessage) -> None:
+        """Queue a message framed once for a broadcast (:func:`wsmachine.broadcast.prepare`):
+        its frame as it is where the machine allows it
+        (:meth:`~wsmachine.Connection.send_prepared`), else the message framed for this
+        connection, as :meth:`send` does.
+
+        :raises ConnectionClosed: the connection is closing or closed.
+        """
+        if self._stopped:
+            raise self.closed()
+        # The machine checks the rest of can_send: it shares the frame only when OPEN.
+        if not self.conn.send_prepared(prepared):
+            self.send(prepared.message)
+
     def ping(
         self, now: float, payload: bytes | None = None, on_pong: PongCallback | None = None
     ) -> bytes:
@@ -473,19 +502,22 @@ class Session:
         state = self.conn.state
         if (state is not _OPEN and state is not _CLOSING) or self._stopped:
             raise self.closed()
+        pings = self._pings
+        if pings is None:
+            pings = self._pings = OrderedDict()
         if payload is None:
             payload = os.urandom(4)
-            while payload in self._pings:
+            while payload in pings:
                 payload = os.urandom(4)
-        elif payload in self._pings:
+        elif payload in pings:
             raise ValueError(f"a Ping with payload {payload!r} is still waiting for its Pong")
         self.conn.ping(payload)
-        self._pings[payload] = (now, on_pong)
+        pings[payload] = (now, on_pong)
         return payload
 
     def _pong(self, payload: bytes, now: float) -> None:
         pings = self._pings
-        if payload not in pings:
+        if pings is None or payload not in pings:
             return  # unsolicited, or not ours: a heartbeat (RFC 6455 §5.5.3)
         # A Pong answers its Ping and every earlier one.
         while pings:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -329,5 +330,50 @@ def test_selector_broadcast_reaches_every_client_once_in_order() -> None:
                 assert [ws.recv(TIMEOUT) for _ in range(count)] == messages
             compressed = [p for p in recorder.opened if p.session.conn.extensions]
             assert len(compressed) == 2
+    finally:
+        server.stop(timeout=15)
+
+
+def test_selector_broadcast_of_large_messages_buffers_what_the_kernel_does_not_take() -> None:
+    """Frames larger than the socket buffers: the rest waits in the peer's write buffer and
+    goes out as the client reads, in order."""
+    messages = [bytes([i]) * (512 << 10) for i in range(6)]
+    recorder = Recorder()
+    server = Server(recorder, "127.0.0.1", 0)
+    server.start()
+    try:
+        url = f"ws://127.0.0.1:{server.port}/"
+        with contextlib.ExitStack() as stack:
+            clients = []
+            for _ in range(3):
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 10)  # fills fast
+                sock.connect(("127.0.0.1", server.port))
+                clients.append(
+                    stack.enter_context(
+                        ws_sync_connect(url, sock=sock, compression=None, max_size=None)
+                    )
+                )
+            wait_until(lambda: len(recorder.opened) == 3)
+            done = threading.Event()
+            counts: list[int] = []
+            buffered: list[int] = []
+
+            def burst() -> None:
+                counts.extend(server.broadcast(m) for m in messages[:3])
+                server.call_soon_threadsafe(paced)
+
+            def paced() -> None:
+                buffered.append(sum(p.buffered for p in recorder.opened))
+                counts.extend(server.broadcast(m) for m in messages[3:])
+                done.set()
+
+            server.call_soon_threadsafe(burst)
+            assert done.wait(TIMEOUT)
+            assert counts == [3] * len(messages)
+            assert len(buffered) == 1
+            for ws in clients:
+                assert [ws.recv(TIMEOUT) for _ in messages] == messages
+            wait_until(lambda: all(p.buffered == 0 for p in recorder.opened))
     finally:
         server.stop(timeout=15)

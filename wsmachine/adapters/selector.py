@@ -90,6 +90,7 @@ COALESCE_SIZE = 256 * 1024
 _CONNECTING = State.CONNECTING
 _R = selectors.EVENT_READ
 _W = selectors.EVENT_WRITE
+_OPEN = State.OPEN
 _now = time.monotonic
 #: What ``connect_ex`` answers for a non-blocking connection under way.
 _IN_PROGRESS = {0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN, errno.EALREADY}
@@ -759,30 +760,48 @@ class Loop:
         data = peer.session.data_to_send()
         if data:
             if peer._wbuf is None:
-                # Nothing waits: send at once, and buffer only what the kernel did not take
-                # (no buffer made and dropped for every message).
-                try:
-                    sent = peer.sock.send(data)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError as exc:
-                    self._abort(peer, exc)
-                    sent = len(data)
-                if sent < len(data):
-                    peer._wbuf = deque((data,))
-                    peer._woff = sent
-                    peer._pending += len(data) - sent
+                self._send_now(peer, data)
             else:
                 peer._wbuf.append(data)
                 peer._pending += len(data)
                 self._write(peer)
         self._after_io(peer)
 
+    def _send_now(self, peer: Peer, data: bytes) -> bool:
+        """Send ``data`` on a peer with nothing buffered, and buffer only what the kernel
+        did not take (no buffer made and dropped for every message); whether all went."""
+        try:
+            sent = peer.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self._abort(peer, exc)
+            return False
+        if sent == len(data):
+            return True
+        peer._wbuf = deque((data,))
+        peer._woff = sent
+        peer._pending += len(data) - sent
+        return False
+
     def _flush_all(self) -> None:
         """Flush the peers a broadcast queued to (see :meth:`broadcast`)."""
         peers, self._broadcast_peers = self._broadcast_peers, {}
         for peer in peers:
-            self._flush(peer)
+            # The usual case in short: an OPEN connection with nothing buffered whose frames
+            # the kernel takes at once. Sending changed nothing else _after_io looks at (the
+            # state, the deadlines, the reading), so it is skipped; any other case is a flush.
+            if (
+                peer._wbuf is None
+                and not peer._finished
+                and not peer._connecting
+                and peer.session.conn.state is _OPEN
+            ):
+                data = peer.session.data_to_send()
+                if data and not self._send_now(peer, data):
+                    self._after_io(peer)  # watch for writability, or the end of a failed one
+            else:
+                self._flush(peer)
 
     def _write(self, peer: Peer) -> None:
         buf = peer._wbuf

@@ -451,3 +451,35 @@ class TestHost:
         (event,) = client.receive_data(data)
         assert isinstance(event, Rejected) and event.error is None
         assert (b"x-a", b"1 2") in event.headers
+
+
+class TestRefusalTrailerSplit:
+    """Found by the long run of ``handshake_client`` (2026-12-03), not fixed yet.
+
+    h11 bounds only an event still incomplete (``max_incomplete_event_size``, here the
+    client's ``max_handshake_size``): a refusal's chunked body whose trailer section is longer
+    than that passes when it arrives in one read and fails as "malformed" when it arrives in
+    small ones. The fix must bound the trailer (and chunk lines) by their own size, whatever
+    the reads, without copying h11's buffer per event. Strict: this fails once fixed.
+    """
+
+    TRAILERS = b"".join(b"X-T%d: %s\r\n" % (i, b"v" * 40) for i in range(60))
+    RESPONSE = b"HTTP/1.1 500 X\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + TRAILERS + b"\r\n"
+
+    @staticmethod
+    def outcome(pieces: list[bytes]) -> list[object]:
+        client = ClientConnection("example.com", max_handshake_size=2048)
+        client.data_to_send()
+        events: list[object] = []
+        for piece in pieces:
+            events += client.receive_data(piece)
+        return [
+            (type(e).__name__, getattr(e, "status_code", None), e.error is None) for e in events
+        ]
+
+    @pytest.mark.xfail(strict=True, reason="open finding: outcome depends on the reads")
+    def test_same_outcome_however_split(self) -> None:
+        data = self.RESPONSE
+        whole = self.outcome([data])
+        assert whole == [("Rejected", 500, True)]  # one read: the refusal, no error
+        assert self.outcome([data[i : i + 100] for i in range(0, len(data), 100)]) == whole

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .adapters import REQUEST, Adapter, Handshakes, Received, Sent
+from .machine import start_server, stop_server
 from .targets import Target, at_most, fraction, ratio
 from .wire import (
     CLIENT_KEY,
@@ -548,7 +549,7 @@ class EchoWorkload(Workload):
 
         try:
             for name in echo_loopback.SERVERS:
-                self._processes[name] = echo_loopback.start(name)
+                self._processes[name] = start_server("benchmarks.echo_loopback", name)
             for name, (_, port) in self._processes.items():
                 self._clients[name] = echo_loopback.Client(port)
             for client in self._clients.values():
@@ -559,13 +560,11 @@ class EchoWorkload(Workload):
 
     def release(self) -> None:
         """Close the clients, stop the servers."""
-        from . import echo_loopback
-
         for client in self._clients.values():
             with suppress(OSError):
                 client.close()
         for process, _ in self._processes.values():
-            echo_loopback.stop(process)
+            stop_server(process)
         self._clients, self._processes = {}, {}
 
     def prepare(self, adapter: Adapter | None) -> Callable[[], object]:

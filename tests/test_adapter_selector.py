@@ -1150,3 +1150,72 @@ def test_one_mib_messages_are_read_into_the_machine(receive_paths: dict[str, int
     # Every byte the server took went through recv_into() into its machine's buffer.
     assert receive_paths["data"] == 0
     assert receive_paths["into_bytes"] >= 3 * (len(payload) + len(text.encode()))
+
+
+class CountingSocket:
+    """Stands in for a peer's socket and counts its ``send()`` calls (the rest delegates)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.sends = 0
+
+    def send(self, data: Any) -> int:
+        self.sends += 1
+        return self._sock.send(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class BatchRecorder(Recorder):
+    """Echoes; counts the socket's sends, and notes them after each big message's sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sockets: list[CountingSocket] = []
+        self.sends_after_big: list[int] = []
+
+    def on_open(self, peer: Peer) -> None:
+        counting = CountingSocket(peer.sock)
+        peer.sock = counting  # type: ignore[assignment]
+        self.sockets.append(counting)
+        super().on_open(peer)
+
+    def on_message(self, peer: Peer, message: str | bytes) -> None:
+        if message == b"big":  # two answers past FLUSH_BYTES: written before on_message ends
+            peer.send(b"x" * 40_000)
+            peer.send(b"y" * 40_000)
+            self.sends_after_big.append(self.sockets[0].sends)
+            return
+        super().on_message(peer, message)
+
+
+def test_echoes_of_one_read_go_out_in_one_send() -> None:
+    handler = BatchRecorder()
+    with running(handler) as server:
+        client = RawClient(server.port)
+        wait_until(lambda: handler.sockets)
+        before = handler.sockets[0].sends
+        for i in range(64):
+            client.conn.send_binary(b"%d" % i)
+        client.sock.sendall(client.conn.data_to_send())  # one write: one read, usually
+        echoes: list[bytes] = []
+        for _ in range(100):
+            echoes += [e.data for e in client.read() if isinstance(e, Binary)]
+            if len(echoes) == 64:
+                break
+        assert echoes == [b"%d" % i for i in range(64)]
+        # 64 messages, one send() per read that brought them (loopback may split the write).
+        assert 1 <= handler.sockets[0].sends - before <= 4
+        # Past FLUSH_BYTES the answers are written at once, inside on_message.
+        before = handler.sockets[0].sends
+        client.conn.send_binary(b"big")
+        client.sock.sendall(client.conn.data_to_send())
+        got = 0
+        for _ in range(100):
+            got += sum(len(e.data) for e in client.read() if isinstance(e, Binary))
+            if got == 80_000:
+                break
+        assert got == 80_000
+        assert handler.sends_after_big and handler.sends_after_big[0] > before
+        client.close()

@@ -39,7 +39,7 @@ from ..broadcast import prepare
 from ..events import Binary, Handshake, HTTPRequest, Text
 from ..state import State
 from ._common import AsyncMessages, ConnectionClosed, HandshakeError, HTTPResponse, parse_url
-from .options import GRACE_SECONDS, ClientOptions, ServerOptions, resolve
+from .options import FLUSH_BYTES, GRACE_SECONDS, ClientOptions, ServerOptions, resolve
 from .session import Session, SessionView
 
 __all__ = [
@@ -104,16 +104,13 @@ class DeadlineTimer:
         self._callback()
 
 
-#: Bytes of messages sent in one step after which :class:`WriteBatch` writes at once.
-FLUSH_BYTES = 64 * 1024
-
-
 class WriteBatch:
     """Writes at the end of the loop's current iteration what an application sends in one
     step: an echo of 64 pipelined messages costs one ``write()`` system call, not 64.
 
-    Past ``limit`` bytes of messages (:data:`FLUSH_BYTES`) it writes at once, so that the
-    transport's flow control (``pause_writing``) still sees a fast sender in time.
+    Past ``limit`` bytes of messages (:data:`~wsmachine.adapters.options.FLUSH_BYTES`) it
+    writes at once, so that the transport's flow control (``pause_writing``) still sees a
+    fast sender in time.
 
     :param loop: the event loop.
     :param flush: writes everything the session holds (the adapter's pump); it calls

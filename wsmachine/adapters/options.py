@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_REPLY_TIMEOUT",
     "DEFAULT_WRITE_HIGH_WATER",
     "DEFAULT_WRITE_LIMIT",
+    "FLUSH_BYTES",
     "GRACE_SECONDS",
     "RECV_SIZE",
     "ClientOptions",
@@ -69,6 +70,11 @@ DEFAULT_WRITE_LIMIT = 16 << 20
 RECV_SIZE = 256 * 1024
 #: Extra seconds a close waits past the session's own timeouts before dropping everything.
 GRACE_SECONDS = 1.0
+#: Bytes of messages an application sends in one turn (one step of the event loop, one
+#: handler call) after which the adapter writes at once instead of at the turn's end: an
+#: echo of a read's 64 messages costs one ``send()``, and a fast sender still meets flow
+#: control in time.
+FLUSH_BYTES = 64 * 1024
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

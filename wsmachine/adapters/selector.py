@@ -75,7 +75,7 @@ from ..connection import Connection
 from ..events import Handshake, HTTPRequest
 from ..state import State
 from ._common import ConnectionClosed, HTTPResponse, parse_url, upgrade_required
-from .options import DEFAULT_CLOSE_TIMEOUT, ClientOptions, ServerOptions, resolve
+from .options import DEFAULT_CLOSE_TIMEOUT, FLUSH_BYTES, ClientOptions, ServerOptions, resolve
 from .session import PongCallback, Session, SessionView
 
 __all__ = ["Endpoint", "Handler", "Loop", "Peer", "Server", "Timer"]
@@ -200,12 +200,21 @@ class Endpoint(SessionView, abc.ABC):
 
     def send(self, message: str | bytes | bytearray | memoryview) -> bool:
         """Queue a text (``str``) or binary message; ``False`` if the WebSocket is not open
-        (the message is dropped: the peer is opening, closing or gone)."""
+        (the message is dropped: the peer is opening, closing or gone).
+
+        Sent from :meth:`Handler.on_message`, a TCP peer's messages are written once the
+        handler has had every message of that read (at once past
+        :data:`~wsmachine.adapters.options.FLUSH_BYTES`): an echo costs one ``send()`` per
+        read, not one per message."""
         if not self.open:
             return False
         self.session.send(message)
-        self._service()
+        self._sent(len(message))
         return True
+
+    def _sent(self, size: int) -> None:
+        """A message of ``size`` bytes (or characters) was queued: write it."""
+        self._service()
 
     def ping(self, payload: bytes | None = None, on_pong: PongCallback | None = None) -> bool:
         """Queue a Ping (by default 4 random bytes); ``on_pong`` gets the round trip in
@@ -234,6 +243,7 @@ class Peer(Endpoint):
         "_addresses",
         "_connecting",
         "_finished",
+        "_held",
         "_mask",
         "_pending",
         "_reported",
@@ -271,6 +281,7 @@ class Peer(Endpoint):
         self._wbuf: deque[bytes] | None = None
         self._woff = 0
         self._pending = 0
+        self._held = -1  # bytes sent during a delivery to the handler; -1 outside one
         self._mask = 0
         self._finished = False
         self._reported = False  # on_error was told why the connection never opened
@@ -309,6 +320,18 @@ class Peer(Endpoint):
         )
 
     def _service(self) -> None:
+        self.loop._flush(self)
+
+    def _sent(self, size: int) -> None:
+        # Sent from on_message: written when the handler has had the read's messages (one
+        # send() for an echo of 64 of them), or at once past FLUSH_BYTES.
+        held = self._held
+        if held >= 0:
+            held += size
+            if held < FLUSH_BYTES:
+                self._held = held
+                return
+            self._held = 0
         self.loop._flush(self)
 
     def _idle(self) -> bool:
@@ -720,12 +743,16 @@ class Loop:
         """Hand the queued messages to the handler; the session learns it answered them."""
         session = peer.session
         on_message = peer.handler.on_message
-        while not peer._finished:
-            event = session.next_message()
-            if event is None:
-                return
-            peer.final = event.final
-            self._guard(peer, on_message, peer, event.data)
+        peer._held = 0  # what on_message sends waits for the flush after this (_settle)
+        try:
+            while not peer._finished:
+                event = session.next_message()
+                if event is None:
+                    return
+                peer.final = event.final
+                self._guard(peer, on_message, peer, event.data)
+        finally:
+            peer._held = -1
 
     def _report(self, peer: Peer, error: BaseException | None) -> None:
         """Tell the handler why a connection that never opened failed (once)."""

@@ -1194,28 +1194,33 @@ def test_echoes_of_one_read_go_out_in_one_send() -> None:
     handler = BatchRecorder()
     with running(handler) as server:
         client = RawClient(server.port)
-        wait_until(lambda: handler.sockets)
-        before = handler.sockets[0].sends
-        for i in range(64):
-            client.conn.send_binary(b"%d" % i)
-        client.sock.sendall(client.conn.data_to_send())  # one write: one read, usually
-        echoes: list[bytes] = []
-        for _ in range(100):
-            echoes += [e.data for e in client.read() if isinstance(e, Binary)]
-            if len(echoes) == 64:
-                break
-        assert echoes == [b"%d" % i for i in range(64)]
-        # 64 messages, one send() per read that brought them (loopback may split the write).
-        assert 1 <= handler.sockets[0].sends - before <= 4
-        # Past FLUSH_BYTES the answers are written at once, inside on_message.
-        before = handler.sockets[0].sends
-        client.conn.send_binary(b"big")
-        client.sock.sendall(client.conn.data_to_send())
-        got = 0
-        for _ in range(100):
-            got += sum(len(e.data) for e in client.read() if isinstance(e, Binary))
-            if got == 80_000:
-                break
-        assert got == 80_000
-        assert handler.sends_after_big and handler.sends_after_big[0] > before
-        client.close()
+        try:
+            wait_until(lambda: handler.sockets)
+            before = handler.sockets[0].sends
+            for i in range(64):
+                client.conn.send_binary(b"%d" % i)
+            client.sock.sendall(client.conn.data_to_send())  # one write: one read, usually
+            echoes: list[bytes] = []
+            for _ in range(100):
+                echoes += [e.data for e in client.read() if isinstance(e, Binary)]
+                if len(echoes) == 64:
+                    break
+            assert echoes == [b"%d" % i for i in range(64)]
+            # 64 messages, one send() per read that brought them (loopback may split the
+            # write).
+            assert 1 <= handler.sockets[0].sends - before <= 4
+            # Past FLUSH_BYTES the answers are written at once, inside on_message.
+            before = handler.sockets[0].sends
+            client.conn.send_binary(b"big")
+            client.sock.sendall(client.conn.data_to_send())
+            got = 0
+            for _ in range(100):
+                got += sum(len(e.data) for e in client.read() if isinstance(e, Binary))
+                if got == 80_000:
+                    break
+            assert got == 80_000
+            # The bytes can arrive before the handler's next line runs: wait for it.
+            wait_until(lambda: bool(handler.sends_after_big))
+            assert handler.sends_after_big[0] > before
+        finally:
+            client.close()

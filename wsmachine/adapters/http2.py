@@ -611,12 +611,8 @@ class Server(_SelectorServer):
         if peer.client or peer in self._decided:
             super()._read(peer)
             return
-        try:
-            data = peer.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._abort(peer, exc)
+        data = self._recv(peer)
+        if data is None:
             return
         seen = self._sniffing.pop(peer, b"") + data
         if data and len(seen) < len(PREFACE) and PREFACE.startswith(seen):
@@ -632,15 +628,21 @@ class Server(_SelectorServer):
         self._feed(peer, seen)
 
     def _read_h2(self, peer: Peer, link: _H2Session) -> None:
+        data = self._recv(peer)
+        if data is not None:
+            link.receive(data)
+            self._flush(peer)
+
+    def _recv(self, peer: Peer) -> bytes | None:
+        """One read from the peer's socket (``b""`` at its end); ``None`` when nothing came
+        or the read failed (the connection is then aborted)."""
         try:
-            data = peer.sock.recv(RECV_SIZE)
+            return peer.sock.recv(RECV_SIZE)
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError as exc:
             self._abort(peer, exc)
-            return
-        link.receive(data)
-        self._flush(peer)
+            return None
 
     def _finish(self, peer: Peer) -> None:
         self._sniffing.pop(peer, None)

@@ -692,30 +692,23 @@ class Loop:
         except OSError as exc:
             self._abort(peer, exc)
             return
-        was_open, before = session.opened, session.error
-        handler = peer.handler
-        hook_error = session.feed_into(
-            nbytes,
-            _now(),
-            on_http=handler.on_http,
-            on_upgrade=lambda request: handler.on_handshake(peer, request),
-        )
-        if hook_error is not None:
-            self._guard(peer, handler.on_error, peer, hook_error)
-        self._settle(peer, was_open, before)
+        self._feed(peer, None, read_into=nbytes)
 
-    def _feed(self, peer: Peer, data: bytes | None) -> None:
-        """Give ``data`` (``None``: the end of the stream) to the peer's session, with the
-        handler's hooks for the opening request, and act on the outcome."""
+    def _feed(self, peer: Peer, data: bytes | None, *, read_into: int = 0) -> None:
+        """Give ``data`` (``None``: the end of the stream), or the ``read_into`` bytes just
+        read into the session's buffer, to the peer's session, with the handler's hooks for
+        the opening request, and act on the outcome."""
         session = peer.session
         was_open, before = session.opened, session.error
         handler = peer.handler
-        hook_error = session.feed(
-            data,
-            _now(),
-            on_http=handler.on_http,
-            on_upgrade=lambda request: handler.on_handshake(peer, request),
-        )
+        on_http = handler.on_http
+        on_upgrade = lambda request: handler.on_handshake(peer, request)  # noqa: E731
+        if read_into:
+            hook_error = session.feed_into(
+                read_into, _now(), on_http=on_http, on_upgrade=on_upgrade
+            )
+        else:  # bytes, or None (also a read of 0 bytes into the buffer): the end
+            hook_error = session.feed(data, _now(), on_http=on_http, on_upgrade=on_upgrade)
         if hook_error is not None:
             self._guard(peer, handler.on_error, peer, hook_error)
         self._settle(peer, was_open, before)

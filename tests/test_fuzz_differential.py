@@ -44,6 +44,30 @@ FRAME_CASES = [
     ("several-faults-in-one-header", False, b"\x02\x03abc\x8a\x7e\x00\xff"),
     # 3 + 255 bytes: past the 256-byte limit, and the continuation starts with 0xFF.
     ("size-and-utf8-both-broken", False, b"\x01\x03abc\x00\x7e\x00\xff\xff\xff"),
+    # The same, then a valid text message: the message that passed the limit is judged.
+    (
+        "size-and-utf8-both-broken",
+        False,
+        b"\x01\x03abc\x00\x7e\x00\xff" + b"\xff" * 255 + b"\x81\x02ok",
+    ),
+    # Found by the long run of 2026-12-04: a valid control frame between the fragments of a
+    # 255-byte message. websockets counts its payload against the 1 byte left of the limit.
+    (
+        "control-frame-counted-in-message",
+        True,
+        masked(2, b"x" * 255, fin=False) + masked(10, b"pong"),
+    ),
+    ("control-frame-counted-in-message", False, b"\x02\x7e\x00\xff" + b"x" * 255 + b"\x89\x02hi"),
+    (  # a Close: websockets checks the size before it refuses a Close there
+        "control-frame-counted-in-message",
+        True,
+        masked(1, b"a" * 250, fin=False) + masked(8, (1000).to_bytes(2, "big") + b"bye..."),
+    ),
+    (  # only the Ping's header has arrived: websockets fails on it, wsmachine waits
+        "control-frame-counted-in-message",
+        True,
+        masked(2, b"x" * 250, fin=False) + masked(0, b"y" * 5, fin=False) + masked(9, b"123")[:2],
+    ),
 ]
 
 
@@ -55,6 +79,30 @@ def test_frame_divergence(divergence: str, server: bool, stream: bytes) -> None:
     found = named or diff._known_frame_divergence(stream, server, ours, theirs)
     assert found == divergence
     (diff.diff_frames_server if server else diff.diff_frames_client)(b"\x00" + stream)
+
+
+def test_two_divergences_in_one_stream() -> None:
+    # Found by the long run of 2026-12-04. wsmachine fails at the non-minimal length of the
+    # first fragment (1002); websockets reads it, takes a Pong, and refuses the Close inside
+    # the message (1002). The harness names the first divergence, and the target passes.
+    stream = b"\x02\xfe\x00\x05" + KEY + mask_payload(b"hello") + masked(10, b"p") + masked(8, b"")
+    theirs, named = diff._theirs_frames(stream, True)
+    ours = diff._ours_frames(stream, True)
+    assert (ours, theirs, named) == (
+        [("fail", 1002)],
+        [("pong", b"p"), ("fail", 1002)],
+        "close-inside-fragmented-message",
+    )
+    assert diff._known_frame_divergence(stream, True, ours, theirs) == "non-minimal-length"
+    diff.diff_frames_server(b"\x00" + stream)
+
+
+def test_a_control_frame_within_the_limit_is_no_divergence() -> None:
+    # 250 + 6 bytes fit the limit: websockets takes the Pong too, and both agree.
+    stream = masked(2, b"x" * 250, fin=False) + masked(10, b"pong..")
+    assert diff._ours_frames(stream, True) == diff._theirs_frames(stream, True)[0]
+    # And a real disagreement still fails the target: websockets' outcome, changed.
+    assert diff._known_frame_divergence(stream, True, [], [("fail", 1009)]) is None
 
 
 @pytest.mark.parametrize(

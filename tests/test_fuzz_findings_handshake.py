@@ -13,6 +13,7 @@ import pytest
 
 from wsmachine import (
     Accepted,
+    Binary,
     ClientConnection,
     Handshake,
     HTTPRequest,
@@ -179,7 +180,10 @@ class TestRefusalBodyErrors:
             assert (b"transfer-encoding", b"chunked") in event.headers
             assert isinstance(event.error, RemoteProtocolError)
             texts.add(str(event.error))
-        assert texts == {"the chunked body of the HTTP 403 response is malformed (RFC 9112 §7.1)"}
+        assert texts == {
+            "the chunked body of the HTTP 403 response is malformed, or its chunk lines and "
+            "trailer section pass 16384 bytes (RFC 9112 §7.1)"
+        }
 
     @pytest.mark.parametrize(
         "data",
@@ -453,33 +457,90 @@ class TestHost:
         assert (b"x-a", b"1 2") in event.headers
 
 
-class TestRefusalTrailerSplit:
-    """Found by the long run of ``handshake_client`` (2026-12-03), not fixed yet.
+class TestRefusalFramingBound:
+    """Found by the long run of ``handshake_client`` (2026-12-03), fixed 2026-12-04.
 
     h11 bounds only an event still incomplete (``max_incomplete_event_size``, here the
-    client's ``max_handshake_size``): a refusal's chunked body whose trailer section is longer
-    than that passes when it arrives in one read and fails as "malformed" when it arrives in
-    small ones. The fix must bound the trailer (and chunk lines) by their own size, whatever
-    the reads, without copying h11's buffer per event. Strict: this fails once fixed.
+    client's ``max_handshake_size``): a refusal's chunked body whose trailer section or chunk
+    line was longer than that passed in one read and failed as "malformed" in small ones.
+    The client now counts every byte of the body's framing (chunk lines, the CRLFs after
+    chunk data, the trailer section) against ``max_handshake_size``, whatever the reads.
     """
 
-    TRAILERS = b"".join(b"X-T%d: %s\r\n" % (i, b"v" * 40) for i in range(60))
-    RESPONSE = b"HTTP/1.1 500 X\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + TRAILERS + b"\r\n"
+    LIMIT = 2048
+    CHUNKED = b"HTTP/1.1 500 X\r\nTransfer-Encoding: chunked\r\n\r\n"
+    TOO_LONG = (
+        "the chunked body of the HTTP 500 response is malformed, or its chunk lines and "
+        "trailer section pass 2048 bytes (RFC 9112 §7.1)"
+    )
 
     @staticmethod
-    def outcome(pieces: list[bytes]) -> list[object]:
-        client = ClientConnection("example.com", max_handshake_size=2048)
-        client.data_to_send()
-        events: list[object] = []
-        for piece in pieces:
-            events += client.receive_data(piece)
-        return [
-            (type(e).__name__, getattr(e, "status_code", None), e.error is None) for e in events
-        ]
+    def outcomes(data: bytes) -> set[tuple[int, bytes, str | None]]:
+        """The outcome of ``data`` whole, in reads of several sizes around the limit, and
+        cut once at a few offsets; a set, so one element means split-independent."""
+        sizes = (1, 7, 100, 2047, 2048, 2049, 4095, 4096, 4097)
+        splits = [[data]] + [[data[i : i + n] for i in range(0, len(data), n)] for n in sizes]
+        splits += [[data[:cut], data[cut:]] for cut in range(1, len(data), 97)]
+        seen = set()
+        for pieces in splits:
+            client = ClientConnection(
+                "example.com", max_handshake_size=TestRefusalFramingBound.LIMIT
+            )
+            client.data_to_send()
+            (event,) = [e for piece in pieces for e in client.receive_data(piece)]
+            assert isinstance(event, Rejected) and event.status_code == 500
+            seen.add(
+                (event.status_code, event.body, None if event.error is None else str(event.error))
+            )
+        return seen
 
-    @pytest.mark.xfail(strict=True, reason="open finding: outcome depends on the reads")
-    def test_same_outcome_however_split(self) -> None:
-        data = self.RESPONSE
-        whole = self.outcome([data])
-        assert whole == [("Rejected", 500, True)]  # one read: the refusal, no error
-        assert self.outcome([data[i : i + 100] for i in range(0, len(data), 100)]) == whole
+    @staticmethod
+    def framing(trailers: int) -> bytes:
+        """A body of one chunk and ``trailers`` trailer fields of 50 bytes each."""
+        fields = b"".join(b"X-T%02d: %s\r\n" % (i, b"v" * 41) for i in range(trailers))
+        return b"5\r\nhello\r\n0\r\n" + fields + b"\r\n"
+
+    def test_trailer_section_within_the_limit_is_read(self) -> None:
+        # Framing: 3 + 2 + 3 + 40 * 50 + 2 = 2010 bytes.
+        assert self.outcomes(self.CHUNKED + self.framing(40)) == {(500, b"hello", None)}
+
+    def test_trailer_section_past_the_limit_fails_however_split(self) -> None:
+        # 60 fields: 3010 bytes of framing, the finding's shape.
+        assert self.outcomes(self.CHUNKED + self.framing(60)) == {(500, b"", self.TOO_LONG)}
+
+    @pytest.mark.parametrize(("extension", "passes"), [(2030, True), (2040, False), (3000, False)])
+    def test_long_chunk_line_counts_with_the_rest(self, extension: int, passes: bool) -> None:
+        # The framing is the chunk line (extension + 4 bytes) plus 7 more bytes: 2041 and
+        # 2051 bytes, either side of the limit.
+        body = b"5;" + b"a" * extension + b"\r\nhello\r\n0\r\n\r\n"
+        expected = (500, b"hello", None) if passes else (500, b"", self.TOO_LONG)
+        assert self.outcomes(self.CHUNKED + body) == {expected}
+
+    def test_many_small_chunks_are_bounded_in_one_large_read(self) -> None:
+        # 100,000 one-byte chunks: 5 bytes of framing each. Before the bound this kept
+        # 64 KiB of body from 600 KB of framing; the client now stops past the limit.
+        data = self.CHUNKED + b"1\r\nx\r\n" * 100_000 + b"0\r\n\r\n"
+        client = ClientConnection("example.com")
+        client.data_to_send()
+        (event,) = client.receive_data(data)
+        assert isinstance(event, Rejected)
+        assert str(event.error).endswith("pass 16384 bytes (RFC 9112 §7.1)")
+
+    def test_101_in_a_large_read_keeps_every_byte_after_it(self) -> None:
+        # The client hands h11 a large read in steps; the frames after the 101 arrive whole.
+        client, key = new_client()
+        payload = bytes(range(256)) * 80  # 20 KiB: the 101 and the frame span 6 steps
+        frame = b"\x82\x7e" + len(payload).to_bytes(2, "big") + payload
+        accepted, message = client.receive_data(switch(key) + frame)
+        assert isinstance(accepted, Accepted)
+        assert isinstance(message, Binary) and message.data == payload
+
+    def test_refusal_in_large_reads_is_whole(self) -> None:
+        # Reads larger than the client's steps into h11: one incomplete, one completing.
+        body = bytes(range(256)) * 40
+        data = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 10240\r\n\r\n" + body
+        for pieces in ([data], [data[:9000], data[9000:]]):
+            expected = Rejected(
+                status_code=403, headers=((b"content-length", b"10240"),), body=body
+            )
+            assert client_outcome(pieces) == expected

@@ -369,8 +369,14 @@ def test_a_violation_on_a_stream_reaches_on_error_as_on_a_tcp_peer() -> None:
 
 
 @contextlib.contextmanager
-def h2_server(behaviour: Callable[[Any, socket.socket], None]) -> Iterator[int]:
-    """A plain ``h2`` server for one connection, in a thread; yields its port."""
+def h2_server(
+    behaviour: Callable[[Any, socket.socket], None], *, extended: bool = True
+) -> Iterator[int]:
+    """A plain ``h2`` server for one connection, in a thread; yields its port.
+
+    ``extended``: its first SETTINGS frame allows extended CONNECT (RFC 8441 §3). It must be
+    the first: the client decides on the first SETTINGS frame it reads, so a later update
+    would race it."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(TIMEOUT)
 
@@ -381,6 +387,11 @@ def h2_server(behaviour: Callable[[Any, socket.socket], None]) -> Iterator[int]:
                 sock.settimeout(TIMEOUT)
                 config = h2.config.H2Configuration(client_side=False, header_encoding=None)
                 conn = h2_connection.H2Connection(config)
+                if extended:
+                    conn.local_settings = h2.settings.Settings(
+                        client=False,
+                        initial_values={h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1},
+                    )
                 conn.initiate_connection()
                 sock.sendall(conn.data_to_send())
                 behaviour(conn, sock)
@@ -411,23 +422,17 @@ def test_the_client_refuses_a_server_without_extended_connect() -> None:
     def plain(conn: Any, sock: socket.socket) -> None:
         read_until(conn, sock, h2.events.RemoteSettingsChanged)
 
-    with h2_server(plain) as port:
+    with h2_server(plain, extended=False) as port:
         sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
         with pytest.raises(HandshakeError, match="SETTINGS_ENABLE_CONNECT_PROTOCOL"):
             Client(sock, f"127.0.0.1:{port}", timeout=TIMEOUT)
         sock.close()
 
 
-def extended(conn: Any) -> None:
-    conn.update_settings({h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1})
-
-
 def test_the_client_resets_a_stream_answered_wrongly() -> None:
     resets: list[int] = []
 
     def wrong(conn: Any, sock: socket.socket) -> None:
-        extended(conn)
-        sock.sendall(conn.data_to_send())
         request = read_until(conn, sock, h2.events.RequestReceived)
         # 200 with a subprotocol never offered: the client must fail (RFC 6455 §4.1).
         conn.send_headers(
@@ -447,8 +452,6 @@ def test_the_client_resets_a_stream_answered_wrongly() -> None:
 
 def test_the_client_sees_a_stream_ended_without_an_answer_and_a_lost_connection() -> None:
     def ends(conn: Any, sock: socket.socket) -> None:
-        extended(conn)
-        sock.sendall(conn.data_to_send())
         request = read_until(conn, sock, h2.events.RequestReceived)
         conn.reset_stream(request.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
         sock.sendall(conn.data_to_send())
@@ -465,8 +468,6 @@ def test_the_client_sees_a_stream_ended_without_an_answer_and_a_lost_connection(
 
 def test_the_client_delivers_eof_to_open_streams_when_the_connection_ends() -> None:
     def answers_then_leaves(conn: Any, sock: socket.socket) -> None:
-        extended(conn)
-        sock.sendall(conn.data_to_send())
         request = read_until(conn, sock, h2.events.RequestReceived)
         conn.send_headers(request.stream_id, [(b":status", b"200")])
         sock.sendall(conn.data_to_send())

@@ -1254,6 +1254,9 @@ class ClientConnection(Connection):
     :param origin: the ``Origin`` header to send, if any.
     :param extra_headers: more request headers.
     :param max_rejection_body: how much of a refusal's body to keep.
+    :param max_handshake_size: largest response head, and most bytes of framing (chunk lines
+        and trailer section) in a refusal's chunked body; either one larger fails the
+        handshake (:class:`Rejected` with an error).
     :param max_handshake_line: longest status line or header line of the response, in bytes
         with its CRLF; a longer one fails the handshake (:class:`Rejected` with an error).
     :param max_handshake_headers: most header lines in the response (likewise).

@@ -51,6 +51,8 @@ _VERSION = b"13"
 DEFAULT_MAX_LINE_SIZE = 8192
 #: Default largest number of header lines in an HTTP head (431 above it).
 DEFAULT_MAX_HEADERS = 128
+#: The most bytes of one read the client's h11 gets at a time (see ClientHandshake).
+_FEED_STEP = 4096
 
 
 def accept_key(key: str | bytes) -> str:
@@ -760,6 +762,7 @@ class ClientHandshake:
 
     __slots__ = (
         "_body",
+        "_body_received",
         "_extensions",
         "_h11",
         "_head_start",
@@ -799,6 +802,7 @@ class ClientHandshake:
         self._extensions = tuple(extensions)
         self._response: h11.Response | None = None
         self._body = bytearray()
+        self._body_received = 0  # bytes of the refusal's body data h11 has handed over
         #: The codecs of the extensions the server accepted, in the order it listed them.
         self.codecs: list[ExtensionCodec] = []
         #: Bytes that followed the 101 (frames the server sent at once).
@@ -846,6 +850,19 @@ class ClientHandshake:
         :raises RemoteProtocolError: the answer is malformed or an invalid 101 (the client
             must then fail the connection, RFC 6455 §4.1).
         """
+        if len(data) <= _FEED_STEP:
+            return self._receive(data)
+        # h11 gets a large read in steps: measuring a refusal body's framing copies what h11
+        # holds unparsed (_check_framing), and the steps keep each copy small.
+        for start in range(0, len(data), _FEED_STEP):
+            outcome = self._receive(data[start : start + _FEED_STEP])
+            if outcome is not None:
+                if isinstance(outcome, Accepted):
+                    self.trailing += data[start + _FEED_STEP :]
+                return outcome
+        return None
+
+    def _receive(self, data: bytes) -> Accepted | Rejected | None:
         conn = self._h11
         conn.receive_data(data)
         start = self._received
@@ -859,6 +876,8 @@ class ClientHandshake:
                     if not scanner.done and offset < len(data):
                         self._scanned = start + scanner.scan(data, max(offset, 0))
                 event = conn.next_event()
+                if self._response is not None:
+                    self._check_framing(event)
                 if event is h11.NEED_DATA:
                     return None
                 if isinstance(event, h11.InformationalResponse | h11.Response):
@@ -893,6 +912,8 @@ class ClientHandshake:
                     return self._rejected()
         except h11.RemoteProtocolError as exc:
             if self._response is not None:
+                # h11's 431 here (an incomplete chunk line or trailer section past max_size)
+                # is the fault _check_framing finds when the line comes whole: same words.
                 raise self._bad_body(ended=not data) from None
             # Defensive: h11's 431 (an incomplete head over max_size) never precedes the
             # scanner's, which sees every byte first.
@@ -902,6 +923,20 @@ class ClientHandshake:
                 f"malformed HTTP response: {_h11_reason(exc)} (RFC 9112)"
             ) from None
 
+    def _check_framing(self, event: object) -> None:
+        """Bound a chunked refusal body's framing: its chunk lines and trailer section.
+
+        h11 bounds only a line still incomplete (``max_incomplete_event_size``), so a long
+        line would pass in one read and fail in several. Here every byte h11 has parsed that
+        is not body data counts toward ``max_size``, whatever the reads: the outcome depends
+        on the bytes alone (RFC 9112 §7.1 leaves the limits to the recipient).
+        """
+        if isinstance(event, h11.Data):
+            self._body_received += len(event.data)
+        parsed = self._received - len(self._h11.trailing_data[0]) - self._head_start
+        if parsed - self._body_received > self._max_size:
+            raise self._bad_body(ended=False)
+
     def _bad_body(self, *, ended: bool) -> RemoteProtocolError:
         """Our own words for a broken refusal body: h11's show the bytes it had buffered,
         which depend on how the input was split."""
@@ -910,8 +945,10 @@ class ClientHandshake:
             return RemoteProtocolError(
                 f"the stream ended inside the body of the HTTP {status} response (RFC 9112 §6.3)"
             )
+        # One message for both faults: which one h11 meets first can depend on the reads.
         return RemoteProtocolError(
-            f"the chunked body of the HTTP {status} response is malformed (RFC 9112 §7.1)"
+            f"the chunked body of the HTTP {status} response is malformed, or its chunk lines "
+            f"and trailer section pass {self._max_size} bytes (RFC 9112 §7.1)"
         )
 
     def receive_eof(self) -> Accepted | Rejected | None:

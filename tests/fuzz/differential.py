@@ -50,7 +50,7 @@ from wsmachine import (
     Text,
 )
 from wsmachine.extensions import PerMessageDeflate
-from wsmachine.frames import _py_parse_frames
+from wsmachine.frames import Frame, _py_parse_frames
 from wsmachine.state import Action
 
 MAX_MESSAGE = 256
@@ -58,6 +58,9 @@ MAX_MESSAGE = 256
 DIVERGENCES = {
     "close-inside-fragmented-message": "RFC 6455 §5.4: control frames may be injected in the "
     "middle of a fragmented message; websockets refuses a Close there with 1002.",
+    "control-frame-counted-in-message": "RFC 6455 §5.4: a control frame injected between "
+    "the fragments of a message is not part of it; websockets counts its payload against "
+    "what is left of the message's size limit and fails with 1009, wsmachine takes it.",
     "fail-fast-timing": "RFC 6455 §5.2, §8.1 set no moment for failing: each side checks some "
     "rules when the bytes arrive, the other when the frame is complete; padded to complete "
     "the frame, the waiting side must fail the same way.",
@@ -120,6 +123,11 @@ Outcome = tuple[Any, ...]
 RECORD = os.environ.get("WSMACHINE_FUZZ_RECORD")
 
 
+def _shape(last: list[Outcome]) -> object:
+    """An outcome without its payload: its kind, and the code of a Close or a failure."""
+    return [(o[0], o[1]) if o[0] in ("close", "fail") else o[:1] for o in last]
+
+
 def _disagree(what: str, ours: object, theirs: object, data: bytes) -> None:
     error = BrokenPromiseError(
         f"wsmachine and websockets disagree on {what} for {data!r}:\n"
@@ -128,7 +136,7 @@ def _disagree(what: str, ours: object, theirs: object, data: bytes) -> None:
     if not RECORD:
         raise error
     # One file per kind: what was compared and how each side ended, not the payloads.
-    ends = [x[-1:] if isinstance(x, list) else x for x in (ours, theirs)]
+    ends = [_shape(x[-1:]) if isinstance(x, list) else x for x in (ours, theirs)]
     kind = hashlib.sha1(repr((what, ends)).encode()).hexdigest()[:12]  # a name, not security
     path = Path(RECORD) / f"{what.rsplit(maxsplit=1)[-1]}-{kind}"
     if not path.exists():
@@ -228,7 +236,9 @@ def _frames(data: bytes, server: bool) -> None:
     ours = _ours_frames(stream, server)
     if divergence is not None:
         # Up to the Close, both must have seen the same; then wsmachine takes the Close.
-        _check_prefix(ours, theirs[:-1], data)
+        # Unless wsmachine failed before it on a divergence of its own, checked on the bytes.
+        if _known_frame_divergence(stream, server, ours, theirs) is None:
+            _check_prefix(ours, theirs[:-1], data)
         return
     if ours == theirs:
         return
@@ -256,6 +266,12 @@ def _known_frame_divergence(
 ) -> str | None:
     """The divergence that explains ``ours != theirs``, checked on the bytes, else ``None``."""
     frames, pos, fault = _py_parse_frames(stream, server, MAX_MESSAGE, 0x70)
+    if (
+        theirs[-1:] == [("fail", 1009)]
+        and theirs[:-1] == ours[: len(theirs) - 1]
+        and _control_past_the_rest(frames, stream[pos:] if fault is None else b"", server)
+    ):
+        return "control-frame-counted-in-message"
     before, last = ours[:-1], ours[-1] if ours else None
     closes = [payload for opcode, _, _, payload in frames if opcode == 0x8]
     if closes:
@@ -301,8 +317,9 @@ def _known_frame_divergence(
 
 
 def _text_breaks_utf8(stream: bytes, server: bool) -> bool:
-    """Whether the last text message in the stream, its last frame completed with zeros,
-    is not UTF-8: wsmachine's 1007 is real, only the size check came later."""
+    """Whether the text message that passes the size limit, up to the frame that takes it
+    past (completed with zeros), or else the last one in the stream, is not UTF-8:
+    wsmachine's 1007 is real, only the size check came later."""
     frames, _, _ = _py_parse_frames(stream + bytes(1 << 16), server, 1 << 62, 0x70)
     message: list[bytes] = []
     for opcode, _, _, payload in frames:
@@ -310,12 +327,35 @@ def _text_breaks_utf8(stream: bytes, server: bool) -> bool:
             message = [payload]
         elif opcode == 0x0 and message:
             message.append(payload)
+            if sum(map(len, message)) > MAX_MESSAGE:
+                break
         elif opcode == 0x2:
             message = []
     try:
         b"".join(message).decode()
     except UnicodeDecodeError:
         return True
+    return False
+
+
+def _control_past_the_rest(frames: list[Frame], rest: bytes, server: bool) -> bool:
+    """Whether a valid control frame comes inside a fragmented message with a payload longer
+    than what is left of the message's limit: complete among ``frames``, or as the header
+    that starts ``rest`` (websockets checks the size as soon as it has the header)."""
+    size: int | None = None  # of the fragmented message in progress
+    heads = [(0x80 * fin | rsv | opcode, len(payload)) for opcode, fin, rsv, payload in frames]
+    if len(rest) >= 2 and (rest[1] & 0x80) == (0x80 if server else 0):
+        heads.append((rest[0], rest[1] & 0x7F))
+    for first, length in heads:
+        opcode = first & 0x0F
+        if opcode >= 0x8:
+            valid = first & 0xF0 == 0x80 and length <= 125
+            if valid and size is not None and size + length > MAX_MESSAGE:
+                return True
+        elif opcode in (0x1, 0x2):
+            size = None if first & 0x80 else length
+        elif opcode == 0x0 and size is not None:
+            size = None if first & 0x80 else size + length
     return False
 
 

@@ -51,7 +51,7 @@ from wsmachine import (
 )
 from wsmachine.extensions import PerMessageDeflate
 from wsmachine.frames import Frame, _py_parse_frames
-from wsmachine.state import Action
+from wsmachine.negotiation import Agreement
 
 MAX_MESSAGE = 256
 #: Divergences, by name: where the two libraries may differ on purpose (see the module doc).
@@ -148,14 +148,10 @@ def _disagree(what: str, ours: object, theirs: object, data: bytes) -> None:
 
 
 def _ours_frames(stream: bytes, server: bool) -> list[Outcome]:
-    conn: Connection
-    if server:
-        conn = ServerConnection(max_message_size=MAX_MESSAGE, max_fragments=1 << 16)
-        conn._open([], Action.ACCEPT, None, ())
-    else:
-        conn = ClientConnection("h", max_message_size=MAX_MESSAGE, max_fragments=1 << 16)
-        conn._open([], Action.RECEIVE_ACCEPT, None, ())
-    conn._handshake = None
+    # Opened directly: the handshake is not what these targets compare.
+    role = ServerConnection if server else ClientConnection
+    agreed = Agreement(subprotocol=None, extensions=(), codecs=())
+    conn = role.for_stream(agreed, max_message_size=MAX_MESSAGE, max_fragments=1 << 16)
     out: list[Outcome] = []
     for event in conn.receive_data(stream):
         if isinstance(event, Text):

@@ -43,7 +43,7 @@ from wsmachine.headers import (
     parse_extension_list,
     parse_token_list,
 )
-from wsmachine.state import Action
+from wsmachine.negotiation import Agreement
 
 EVENT_TYPES = (Handshake, HTTPRequest, Accepted, Rejected, Text, Binary, Ping, Pong, Close)
 #: The client's key in the fuzzed handshakes, fixed so the corpus can hold valid answers.
@@ -176,11 +176,13 @@ def _codec() -> PerMessageDeflateCodec:
     )
 
 
+def _agreed() -> Agreement:
+    return Agreement(subprotocol=None, extensions=(), codecs=(_codec(),))
+
+
 def _open_server() -> tuple[Connection, bytes]:
     # Opened directly, not through a handshake: h11 would take most of each execution.
-    server = ServerConnection(max_message_size=MAX_MESSAGE, max_fragments=8)
-    server._open([_codec()], Action.ACCEPT, None, ())
-    server._handshake = None
+    server = ServerConnection.for_stream(_agreed(), max_message_size=MAX_MESSAGE, max_fragments=8)
     return server, b""
 
 
@@ -202,11 +204,7 @@ def _new_client() -> ClientConnection:
 
 
 def _open_client() -> tuple[Connection, bytes]:
-    client = ClientConnection("h", max_message_size=MAX_MESSAGE, stream=True)
-    client._open([_codec()], Action.RECEIVE_ACCEPT, None, ())
-    client._handshake = None
-    client.data_to_send()
-    return client, b""
+    return ClientConnection.for_stream(_agreed(), max_message_size=MAX_MESSAGE, stream=True), b""
 
 
 # -- the targets ------------------------------------------------------------------------------

@@ -78,7 +78,13 @@ def _last_int(pattern: str, text: str) -> int:
 
 
 def fuzz(
-    target: str, seconds: int, update_corpus: bool, jobs_dir: Path, runs: int | None = None
+    target: str,
+    seconds: int,
+    update_corpus: bool,
+    jobs_dir: Path,
+    *,
+    runs: int | None = None,
+    timeout: int = 10,
 ) -> Result:
     corpus = CORPUS / target
     corpus.mkdir(parents=True, exist_ok=True)
@@ -89,7 +95,7 @@ def fuzz(
     args = [
         *([f"-max_total_time={seconds}"] if seconds else []),
         *([f"-runs={runs}"] if runs else []),
-        "-timeout=10",
+        f"-timeout={timeout}",
         "-rss_limit_mb=2048",
         "-max_len=4096",
         "-print_final_stats=1",
@@ -199,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=120, help="total time for all targets")
     parser.add_argument("--runs", type=int, help="stop each target after this many executions")
     parser.add_argument("--target", action="append", choices=TARGET_NAMES)
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=10,
+        help="seconds of wall time one input may take (raise it when the run shares the CPU)",
+    )
     parser.add_argument("--update-corpus", action="store_true")
     parser.add_argument("--seed-corpus", action="store_true")
     parser.add_argument("--minimize", action="store_true", help="shrink each target's corpus")
@@ -224,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="wsmachine-fuzz-") as tmp:
         for target in chosen:
             seconds = each if args.seconds else 0
-            result = fuzz(target, seconds, args.update_corpus, Path(tmp), args.runs)
+            result = fuzz(
+                target, seconds, args.update_corpus, Path(tmp), runs=args.runs, timeout=args.timeout
+            )
             print(result.line(), flush=True)
             if args.verbose or result.crashed:
                 print(result.output[-6000:], flush=True)

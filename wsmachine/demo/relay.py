@@ -364,7 +364,8 @@ class Relay:
         backoff = Backoff(*self._backoff)
         last_seq: dict[str, int] = {}
         while not self._stopping.is_set():
-            pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
+            # redis before 8.2 leaves pubsub() untyped; 8.2 types it.
+            pubsub = self._client.pubsub()  # type: ignore[no-untyped-call, unused-ignore]
             try:
                 pubsub.subscribe(self.channel)
                 while not self._stopping.is_set():

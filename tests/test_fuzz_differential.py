@@ -42,6 +42,10 @@ FRAME_CASES = [
     # A 255-byte Pong inside a fragmented message: websockets counts it against what is left
     # of the message's limit (256 - 3), 1009; wsmachine: a control frame over 125, 1002.
     ("several-faults-in-one-header", False, b"\x02\x03abc\x8a\x7e\x00\xff"),
+    # Found by the long run of 2026-12-04 (second campaign): a binary frame inside a
+    # fragmented message (§5.4, 1002) whose 255 bytes pass what is left of the limit (1009).
+    ("several-faults-in-one-header", False, b"\x01\x03abc\x02\x7e\x00\xff" + b"x" * 255),
+    ("several-faults-in-one-header", True, masked(1, b"abc", fin=False) + masked(1, b"y" * 254)),
     # 3 + 255 bytes: past the 256-byte limit, and the continuation starts with 0xFF.
     ("size-and-utf8-both-broken", False, b"\x01\x03abc\x00\x7e\x00\xff\xff\xff"),
     # The same, then a valid text message: the message that passed the limit is judged.
@@ -103,6 +107,16 @@ def test_a_control_frame_within_the_limit_is_no_divergence() -> None:
     assert diff._ours_frames(stream, True) == diff._theirs_frames(stream, True)[0]
     # And a real disagreement still fails the target: websockets' outcome, changed.
     assert diff._known_frame_divergence(stream, True, [], [("fail", 1009)]) is None
+
+
+def test_a_new_message_within_the_limit_is_no_divergence() -> None:
+    # 3 + 253 bytes fit: both refuse the binary frame inside the text message with 1002.
+    stream = b"\x01\x03abc\x02\x7e\x00\xfd" + b"x" * 253
+    assert diff._ours_frames(stream, False) == [("fail", 1002)]
+    assert diff._theirs_frames(stream, False)[0] == [("fail", 1002)]
+    # Past the limit, but a continuation with no message comes first: not this divergence.
+    stream = b"\x00\x03abc\x01\x03abc\x02\x7e\x00\xff" + b"x" * 255
+    assert diff._known_frame_divergence(stream, False, [("fail", 1002)], [("fail", 1009)]) is None
 
 
 @pytest.mark.parametrize(

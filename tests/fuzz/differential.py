@@ -71,8 +71,8 @@ DIVERGENCES = {
     "close-code-and-reason-both-invalid": "RFC 6455 §7.4.1 and §8.1 rank neither fault; "
     "wsmachine reports the code (1002), websockets the reason (1007).",
     "several-faults-in-one-header": "RFC 6455 §5.2 ranks no fault over another: for a header "
-    "that breaks a rule (1002) and declares a payload over the limit (1009), wsmachine "
-    "reports the rule, websockets the size.",
+    "that breaks a rule (1002: §5.2, or §5.4's order of fragments) and declares a payload "
+    "over the limit (1009), wsmachine reports the rule, websockets the size.",
     "utf8-surrogate-prefix": "RFC 3629 §3 excludes surrogates: ED A0-BF can never become "
     "valid; wsmachine fails there (1007), Python's incremental decoder, which websockets' I/O "
     "layers use, waits for one more byte. The harness fails there too.",
@@ -269,6 +269,12 @@ def _known_frame_divergence(
     ):
         return "control-frame-counted-in-message"
     before, last = ours[:-1], ours[-1] if ours else None
+    if (
+        last == ("fail", 1002)
+        and theirs == [*before, ("fail", 1009)]
+        and _new_message_past_the_rest(frames, stream[pos:] if fault is None else b"", server)
+    ):
+        return "several-faults-in-one-header"
     closes = [payload for opcode, _, _, payload in frames if opcode == 0x8]
     if closes:
         # Nothing after the first Close counts. A Close whose code and reason are both
@@ -355,17 +361,45 @@ def _control_past_the_rest(frames: list[Frame], rest: bytes, server: bool) -> bo
     return False
 
 
+def _new_message_past_the_rest(frames: list[Frame], rest: bytes, server: bool) -> bool:
+    """Whether the first frame that breaks §5.4's order is a text or binary frame inside a
+    fragmented message, with a payload longer than what is left of the message's limit:
+    complete among ``frames``, or as the header that starts ``rest``. wsmachine refuses the
+    order (1002), websockets the size, which it checks first (1009)."""
+    size: int | None = None  # of the fragmented message in progress
+    heads = [(0x80 * fin | rsv | opcode, len(payload)) for opcode, fin, rsv, payload in frames]
+    if (length := _declared_length(rest)) is not None and (rest[1] & 0x80) == 0x80 * server:
+        heads.append((rest[0], length))
+    for first, length in heads:
+        opcode = first & 0x0F
+        if opcode in (0x1, 0x2):
+            if size is not None:
+                return size + length > MAX_MESSAGE
+            size = None if first & 0x80 else length
+        elif opcode == 0x0:
+            if size is None:
+                return False  # a continuation with no message: another fault
+            size = None if first & 0x80 else size + length
+    return False
+
+
+def _declared_length(head: bytes) -> int | None:
+    """The payload length a frame header declares, or ``None`` before its length is whole."""
+    if len(head) < 2:
+        return None
+    size = head[1] & 0x7F
+    extra = {126: 2, 127: 8}.get(size, 0)
+    if len(head) < 2 + extra:
+        return None
+    return int.from_bytes(head[2 : 2 + extra]) if extra else size
+
+
 def _broken(head: bytes) -> bool:
     """Whether a complete frame header breaks a §5.2 or §5.5 rule (RSV bits, control frame
     too long or fragmented) that websockets checks only after its size limit. Its limit for
     a control frame inside a fragmented message is what is left of the message's."""
-    size = head[1] & 0x7F
-    if size == 126:
-        length = int.from_bytes(head[2:4])
-    elif size == 127:
-        length = int.from_bytes(head[2:10])
-    else:
-        length = size
+    length = _declared_length(head)
+    assert length is not None  # a complete header
     opcode = head[0] & 0x0F
     return bool(head[0] & 0x70) or (opcode >= 8 and (length > 125 or not head[0] & 0x80))
 

@@ -85,6 +85,7 @@ def fuzz(
     *,
     runs: int | None = None,
     timeout: int = 10,
+    echo: bool = False,
 ) -> Result:
     corpus = CORPUS / target
     corpus.mkdir(parents=True, exist_ok=True)
@@ -105,7 +106,7 @@ def fuzz(
     ]
     shim = _shim(target, jobs_dir)
     start = time.monotonic()
-    proc = _worker(shim, args)
+    proc = _worker(shim, args, echo=echo)
     elapsed = time.monotonic() - start
     output = proc.stdout + proc.stderr
     result = Result(
@@ -140,17 +141,30 @@ def _shim(target: str, jobs_dir: Path) -> Path:
     return shim
 
 
-def _worker(shim: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
+def _worker(shim: Path, args: list[str], *, echo: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run libFuzzer in ``shim``'s process; with ``echo``, copy its output to stderr as it comes.
+
+    A long run's progress (libFuzzer's ``#N NEW``/``pulse`` lines) is otherwise seen only at
+    its end, and lost with it if the run is stopped.
+    """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return subprocess.run(
+    with subprocess.Popen(
         [str(shim), *args],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # libFuzzer writes its statistics to stderr
         text=True,
         cwd=ROOT,
         env=env,
-        check=False,
-    )
+    ) as proc:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if echo:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, "".join(lines), "")
 
 
 def all_targets() -> dict[str, Callable[[bytes], None]]:
@@ -178,7 +192,7 @@ def minimize(target: str, jobs_dir: Path) -> str:
     smaller.mkdir()
     proc = _worker(_shim(target, jobs_dir), ["-merge=1", str(smaller), str(corpus)])
     if proc.returncode != 0 or not any(smaller.iterdir()):
-        raise RuntimeError(f"minimizing {target} failed:\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"minimizing {target} failed:\n{proc.stdout[-3000:]}")
     before = len(list(corpus.iterdir()))
     for path in corpus.iterdir():
         path.unlink()
@@ -214,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--update-corpus", action="store_true")
     parser.add_argument("--seed-corpus", action="store_true")
     parser.add_argument("--minimize", action="store_true", help="shrink each target's corpus")
-    parser.add_argument("--verbose", action="store_true", help="show libFuzzer's output")
+    parser.add_argument("--verbose", action="store_true", help="stream libFuzzer's output")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -237,10 +251,16 @@ def main(argv: list[str] | None = None) -> int:
         for target in chosen:
             seconds = each if args.seconds else 0
             result = fuzz(
-                target, seconds, args.update_corpus, Path(tmp), runs=args.runs, timeout=args.timeout
+                target,
+                seconds,
+                args.update_corpus,
+                Path(tmp),
+                runs=args.runs,
+                timeout=args.timeout,
+                echo=args.verbose,
             )
             print(result.line(), flush=True)
-            if args.verbose or result.crashed:
+            if result.crashed and not args.verbose:
                 print(result.output[-6000:], flush=True)
             failed = failed or result.crashed
     return 1 if failed else 0

@@ -92,6 +92,8 @@ class DevTools:
         self.next_id = 0
         #: The events that arrived between answers: (session id, method, params).
         self.events: list[tuple[str | None, str, dict[str, Any]]] = []
+        #: The tab last brought to the front, if any was.
+        self.front: str | None = None
 
     def call(
         self, method: str, session: str | None = None, timeout: float = 30.0, **params: Any
@@ -225,9 +227,20 @@ class DevTools:
                     **({"text": "\r"} if kind == "keyDown" else {}),
                 )
 
+    def bring_to_front(self, session: str) -> None:
+        self.call("Page.bringToFront", session)
+        self.front = session
+
     def screenshot(self, session: str, path: Path) -> None:
+        """Save a tab as PNG. A tab in the background draws no frames, and Chromium
+        (156.0.8078.114) then waits forever for one: the tab comes to the front for the
+        shot, and the tab that was in front goes back."""
+        front = self.front
+        self.bring_to_front(session)
         data = self.call("Page.captureScreenshot", session, format="png")["data"]
         path.write_bytes(base64.b64decode(data))
+        if front is not None:
+            self.bring_to_front(front)
 
     def problems(self, session: str) -> list[str]:
         """The console errors, uncaught exceptions and failed HTTP answers of a tab."""
@@ -455,7 +468,7 @@ def test_every_page_action(
     url, log, _ = demo_server
     page = devtools.open_page(url, width, 844 if width < 600 else 800)
     other = devtools.open_page(url, width, 844 if width < 600 else 800)
-    devtools.call("Page.bringToFront", page)
+    devtools.bring_to_front(page)
 
     def layout_fits(session: str) -> None:
         """Nothing sticks out sideways: no horizontal scrolling, every control on screen."""

@@ -54,6 +54,13 @@ FRAME_CASES = [
         False,
         b"\x01\x03abc\x00\x7e\x00\xff" + b"\xff" * 255 + b"\x81\x02ok",
     ),
+    # Found by the long run of 2026-12-04 (second campaign): the same, and a Close after it,
+    # which neither side reaches.
+    (
+        "size-and-utf8-both-broken",
+        False,
+        b"\x01\x03abc\x00\x7e\x00\xff" + b"\xed" * 255 + b"\x88\x00",
+    ),
     # Found by the long run of 2026-12-04: a valid control frame between the fragments of a
     # 255-byte message. websockets counts its payload against the 1 byte left of the limit.
     (

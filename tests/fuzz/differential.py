@@ -275,6 +275,8 @@ def _known_frame_divergence(
         and _new_message_past_the_rest(frames, stream[pos:] if fault is None else b"", server)
     ):
         return "several-faults-in-one-header"
+    if last == ("fail", 1007) and theirs == [*before, ("fail", 1009)]:
+        return "size-and-utf8-both-broken" if _text_breaks_utf8(stream, server) else None
     closes = [payload for opcode, _, _, payload in frames if opcode == 0x8]
     if closes:
         # Nothing after the first Close counts. A Close whose code and reason are both
@@ -290,8 +292,6 @@ def _known_frame_divergence(
                 except ProtocolError:
                     return "close-code-and-reason-both-invalid"
         return None
-    if last == ("fail", 1007) and theirs == [*before, ("fail", 1009)]:
-        return "size-and-utf8-both-broken" if _text_breaks_utf8(stream, server) else None
     if fault is None or last != ("fail", 1002):
         return None
     # wsmachine refused the complete header at ``pos``: which rule, checked on the bytes.
@@ -321,10 +321,13 @@ def _known_frame_divergence(
 def _text_breaks_utf8(stream: bytes, server: bool) -> bool:
     """Whether the text message that passes the size limit, up to the frame that takes it
     past (completed with zeros), or else the last one in the stream, is not UTF-8:
-    wsmachine's 1007 is real, only the size check came later."""
+    wsmachine's 1007 is real, only the size check came later. A Close before that ends the
+    stream: neither side reads past it."""
     frames, _, _ = _py_parse_frames(_completed(stream, server), server, 1 << 62, 0x70)
     message: list[bytes] = []
     for opcode, _, _, payload in frames:
+        if opcode == 0x8:
+            return False
         if opcode == 0x1:
             message = [payload]
         elif opcode == 0x0 and message:
@@ -372,9 +375,15 @@ def _control_past_the_rest(frames: list[Frame], rest: bytes, server: bool) -> bo
             valid = first & 0xF0 == 0x80 and length <= 125
             if valid and size is not None and size + length > MAX_MESSAGE:
                 return True
+            if opcode == 0x8:
+                return False  # neither side reads past a Close
         elif opcode in (0x1, 0x2):
+            if size is not None:
+                return False  # §5.4's order broken first: both sides stop there
             size = None if first & 0x80 else length
         elif opcode == 0x0 and size is not None:
+            if size + length > MAX_MESSAGE:
+                return False  # a data frame passes the limit first
             size = None if first & 0x80 else size + length
     return False
 
@@ -390,6 +399,8 @@ def _new_message_past_the_rest(frames: list[Frame], rest: bytes, server: bool) -
         heads.append((rest[0], length))
     for first, length in heads:
         opcode = first & 0x0F
+        if opcode == 0x8:
+            return False  # neither side reads past a Close
         if opcode in (0x1, 0x2):
             if size is not None:
                 return size + length > MAX_MESSAGE

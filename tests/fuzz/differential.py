@@ -262,18 +262,15 @@ def _known_frame_divergence(
 ) -> str | None:
     """The divergence that explains ``ours != theirs``, checked on the bytes, else ``None``."""
     frames, pos, fault = _py_parse_frames(stream, server, MAX_MESSAGE, 0x70)
+    past = _past_the_limit(frames, stream[pos:] if fault is None else b"", server)
     if (
-        theirs[-1:] == [("fail", 1009)]
+        past == "control"
+        and theirs[-1:] == [("fail", 1009)]
         and theirs[:-1] == ours[: len(theirs) - 1]
-        and _control_past_the_rest(frames, stream[pos:] if fault is None else b"", server)
     ):
         return "control-frame-counted-in-message"
     before, last = ours[:-1], ours[-1] if ours else None
-    if (
-        last == ("fail", 1002)
-        and theirs == [*before, ("fail", 1009)]
-        and _new_message_past_the_rest(frames, stream[pos:] if fault is None else b"", server)
-    ):
+    if past == "new-message" and last == ("fail", 1002) and theirs == [*before, ("fail", 1009)]:
         return "several-faults-in-one-header"
     if last == ("fail", 1007) and theirs == [*before, ("fail", 1009)]:
         return "size-and-utf8-both-broken" if _text_breaks_utf8(stream, server) else None
@@ -361,55 +358,33 @@ def _completed(stream: bytes, server: bool) -> bytes:
     return stream + bytes(missing) if missing <= 1 << 16 else stream
 
 
-def _control_past_the_rest(frames: list[Frame], rest: bytes, server: bool) -> bool:
-    """Whether a valid control frame comes inside a fragmented message with a payload longer
-    than what is left of the message's limit: complete among ``frames``, or as the header
-    that starts ``rest`` (websockets checks the size as soon as it has the header)."""
-    size: int | None = None  # of the fragmented message in progress
-    heads = [(0x80 * fin | rsv | opcode, len(payload)) for opcode, fin, rsv, payload in frames]
-    if len(rest) >= 2 and (rest[1] & 0x80) == (0x80 if server else 0):
-        heads.append((rest[0], rest[1] & 0x7F))
-    for first, length in heads:
-        opcode = first & 0x0F
-        if opcode >= 0x8:
-            valid = first & 0xF0 == 0x80 and length <= 125
-            if valid and size is not None and size + length > MAX_MESSAGE:
-                return True
-            if opcode == 0x8:
-                return False  # neither side reads past a Close
-        elif opcode in (0x1, 0x2):
-            if size is not None:
-                return False  # §5.4's order broken first: both sides stop there
-            size = None if first & 0x80 else length
-        elif opcode == 0x0 and size is not None:
-            if size + length > MAX_MESSAGE:
-                return False  # a data frame passes the limit first
-            size = None if first & 0x80 else size + length
-    return False
-
-
-def _new_message_past_the_rest(frames: list[Frame], rest: bytes, server: bool) -> bool:
-    """Whether the first frame that breaks §5.4's order is a text or binary frame inside a
-    fragmented message, with a payload longer than what is left of the message's limit:
-    complete among ``frames``, or as the header that starts ``rest``. wsmachine refuses the
-    order (1002), websockets the size, which it checks first (1009)."""
+def _past_the_limit(frames: list[Frame], rest: bytes, server: bool) -> str | None:
+    """What first takes a fragmented message past what is left of its limit, before another
+    fault or a Close ends the stream, among ``frames`` or as the header that starts ``rest``
+    (websockets checks the size as soon as it has the header): ``"control"``, a valid control
+    frame, which websockets counts in the message; ``"new-message"``, a text or binary frame,
+    which breaks §5.4's order (wsmachine: 1002) and which websockets sizes first (1009)."""
     size: int | None = None  # of the fragmented message in progress
     heads = [(0x80 * fin | rsv | opcode, len(payload)) for opcode, fin, rsv, payload in frames]
     if (length := _declared_length(rest)) is not None and (rest[1] & 0x80) == 0x80 * server:
         heads.append((rest[0], length))
     for first, length in heads:
         opcode = first & 0x0F
-        if opcode == 0x8:
-            return False  # neither side reads past a Close
-        if opcode in (0x1, 0x2):
-            if size is not None:
-                return size + length > MAX_MESSAGE
+        past = size is not None and size + length > MAX_MESSAGE
+        if opcode >= 0x8:
+            if past and first & 0xF0 == 0x80 and length <= 125:
+                return "control"
+            if opcode == 0x8:
+                return None  # neither side reads past a Close
+        elif opcode in (0x1, 0x2):
+            if size is not None:  # §5.4's order broken: both sides stop here
+                return "new-message" if past else None
             size = None if first & 0x80 else length
-        elif opcode == 0x0:
-            if size is None:
-                return False  # a continuation with no message: another fault
+        elif size is None or past:
+            return None  # a continuation with no message, or a data frame past the limit
+        else:
             size = None if first & 0x80 else size + length
-    return False
+    return None
 
 
 def _declared_length(head: bytes) -> int | None:

@@ -151,6 +151,40 @@ class TestHeldClose:
         assert closed.ok and closed.remote is not None and closed.remote.reason == "bye"
 
 
+class TestTakeMessage:
+    """``take_message``: what a waiting ``recv()`` of every adapter is told."""
+
+    def test_none_while_open_then_the_queue_drains_before_the_close_is_raised(self) -> None:
+        session, peer = open_server()
+        assert session.take_message() is None  # open: wait and ask again
+        peer.send_text("last words")
+        peer.close(1001, "going")
+        session.receive_data(peer.data_to_send(), 1.0)
+        assert not session.may_receive
+        assert session.take_message() == Text(data="last words")  # queued before the Close
+        with pytest.raises(ConnectionClosed) as raised:
+            session.take_message()
+        remote = raised.value.remote
+        assert remote is not None and (remote.code, remote.reason) == (1001, "going")
+
+    def test_the_adapter_done_raises_though_the_machine_is_open(self) -> None:
+        session, peer = open_server()
+        peer.send_text("kept")
+        session.receive_data(peer.data_to_send(), 1.0)
+        assert session.may_receive
+        assert session.take_message(transport_done=True) == Text(data="kept")
+        with pytest.raises(ConnectionClosed):
+            session.take_message(transport_done=True)
+        assert session.take_message() is None  # the session alone still waits
+
+    def test_the_peers_end_of_stream_raises_with_the_abnormal_close(self) -> None:
+        session, _ = open_client()
+        session.receive_eof(1.0)
+        with pytest.raises(ConnectionClosed) as raised:
+            session.take_message()
+        assert not raised.value.ok and raised.value.remote is None
+
+
 class TestTransportDecisions:
     def test_server_ends_tcp_first_then_lingers(self) -> None:
         session, peer = open_server(linger_timeout=2.0)

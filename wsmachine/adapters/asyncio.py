@@ -390,15 +390,11 @@ class WebSocket(SessionView, AsyncMessages):
         :raises ConnectionClosed: the connection closed and no message is left.
         """
         session = self.session
-        while True:
-            event = session.next_message()
-            if event is not None:
-                return event
-            if self._done or not session.may_receive:
-                raise session.closed()
+        while (event := session.take_message(self._done)) is None:
             if self._readable is None or self._readable.done():
                 self._readable = self._loop.create_future()
             await asyncio.shield(self._readable)  # shared, as in send()
+        return event
 
     # -- the transport's events -----------------------------------------------------------
 

@@ -177,16 +177,12 @@ class WebSocket(SessionView):
         deadline = None if timeout is None else _now() + timeout
         session = self.session
         with self._cond:
-            while True:
-                event = session.next_message()
-                if event is not None:
-                    return event
-                if self._done or not session.may_receive:
-                    raise session.closed()
+            while (event := session.take_message(self._done)) is None:
                 left = None if deadline is None else deadline - _now()
                 if left is not None and left <= 0:
                     raise TimeoutError(f"no message within {timeout} s")
                 self._cond.wait(left)
+            return event
 
     def __iter__(self) -> Iterator[str | bytes]:
         """Yield messages until the connection closes; a clean close (1000, 1001) ends the

@@ -508,16 +508,8 @@ class _H2Session:
         self._goaway_if_done()
 
     def _schedule(self, stream: Stream) -> None:
-        when = stream.session.next_deadline()
-        timer = stream._timer
-        if timer is not None and not timer.cancelled:
-            if timer.when == when:
-                return
-            timer.cancel()
-        stream._timer = (
-            None
-            if when is None
-            else self.server.call_later(max(when - _now(), 0.0), lambda: self._tick(stream))
+        stream._timer = self.server._rearm(
+            stream._timer, stream.session.next_deadline(), lambda: self._tick(stream)
         )
 
     def _tick(self, stream: Stream) -> None:

@@ -389,6 +389,17 @@ class Loop:
         heapq.heappush(self._timers, timer)
         return timer
 
+    def _rearm(
+        self, timer: Timer | None, when: float | None, callback: Callable[[], None]
+    ) -> Timer | None:
+        """The one timer of a session at its next deadline ``when`` (``None``: none):
+        ``timer`` itself when it fires then already, else a new one, the old one cancelled."""
+        if timer is not None and not timer.cancelled:
+            if timer.when == when:
+                return timer
+            timer.cancel()
+        return None if when is None else self._call_at(when, callback)
+
     def call_soon_threadsafe(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` in the loop's thread soon; callable from any thread."""
         self._calls.append(callback)
@@ -906,13 +917,9 @@ class Loop:
 
     def _schedule(self, peer: Peer) -> None:
         """Wake the session at its next deadline (one timer per connection)."""
-        when = peer.session.next_deadline()
-        timer = peer._timer
-        if timer is not None and not timer.cancelled:
-            if timer.when == when:
-                return
-            timer.cancel()
-        peer._timer = None if when is None else self._call_at(when, lambda: self._tick(peer))
+        peer._timer = self._rearm(
+            peer._timer, peer.session.next_deadline(), lambda: self._tick(peer)
+        )
 
     def _tick(self, peer: Peer) -> None:
         if peer._finished:

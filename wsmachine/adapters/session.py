@@ -23,7 +23,8 @@ What it owns, written nowhere else:
 - the record of how the connection ended (:meth:`Session.closed`).
 
 An adapter's loop on it: read while :meth:`~Session.reading`, :meth:`~Session.feed` what
-it read; hand out :meth:`~Session.next_message`; write :meth:`~Session.data_to_send`, then
+it read; hand out :meth:`~Session.next_message` (or :meth:`~Session.take_message`, which
+raises once none can come); write :meth:`~Session.data_to_send`, then
 end the stream or close the socket when :meth:`~Session.should_send_eof` or
 :meth:`~Session.should_close` say; call :meth:`~Session.tick` at
 :meth:`~Session.next_deadline`. :doc:`/explanation/sessions` shows it whole.
@@ -459,6 +460,18 @@ class Session:
             event = None
         if due and self.wake is not None:
             self.wake()
+        return event
+
+    def take_message(self, transport_done: bool = False) -> Text | Binary | None:
+        """:meth:`next_message` for an application that waits (a ``recv()``): the next
+        message, or ``None`` while one may still come (wait for the adapter, then ask again).
+
+        :param transport_done: the adapter's I/O has ended: nothing more will be fed.
+        :raises ConnectionClosed: no message is queued and none can come (:meth:`closed`).
+        """
+        event = self.next_message()
+        if event is None and (transport_done or not self.may_receive):
+            raise self.closed()
         return event
 
     def send(self, message: str | bytes | bytearray | memoryview, *, compress: bool = True) -> None:

@@ -173,13 +173,9 @@ class WebSocket(SessionView, AsyncMessages):
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         session = self.session
-        while True:
-            event = session.next_message()
-            if event is not None:
-                return event
-            if not session.may_receive:
-                raise session.closed()
+        while (event := session.take_message(self._done.is_set())) is None:
             await self._changed.park()
+        return event
 
     # -- the I/O tasks --------------------------------------------------------------------
 

@@ -509,7 +509,7 @@ class _H2Session:
 
     def _schedule(self, stream: Stream) -> None:
         stream._timer = self.server._rearm(
-            stream._timer, stream.session.next_deadline(), lambda: self._tick(stream)
+            stream._timer, stream.session.next_deadline(), self._tick, stream
         )
 
     def _tick(self, stream: Stream) -> None:

@@ -68,7 +68,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Self
+from functools import partial
+from typing import Any, Self, TypeVar
 
 from ..broadcast import prepare
 from ..connection import Connection
@@ -81,6 +82,7 @@ from .session import PongCallback, Session, SessionView
 __all__ = ["Endpoint", "Handler", "Loop", "Peer", "Server", "Timer"]
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")  # what a timer's tick is called with: a Peer, an HTTP/2 stream
 
 #: Connections accepted per wake-up of the listening socket (others wait for the next round).
 MAX_ACCEPTS_PER_ROUND = 64
@@ -390,15 +392,16 @@ class Loop:
         return timer
 
     def _rearm(
-        self, timer: Timer | None, when: float | None, callback: Callable[[], None]
+        self, timer: Timer | None, when: float | None, tick: Callable[[_T], None], owner: _T
     ) -> Timer | None:
-        """The one timer of a session at its next deadline ``when`` (``None``: none):
-        ``timer`` itself when it fires then already, else a new one, the old one cancelled."""
+        """The one timer of a session at its next deadline ``when`` (``None``: none), which
+        calls ``tick(owner)``: ``timer`` itself when it fires then already, else a new one,
+        the old one cancelled."""
         if timer is not None and not timer.cancelled:
             if timer.when == when:
-                return timer
+                return timer  # the common case after a write: no callback is built
             timer.cancel()
-        return None if when is None else self._call_at(when, callback)
+        return None if when is None else self._call_at(when, partial(tick, owner))
 
     def call_soon_threadsafe(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` in the loop's thread soon; callable from any thread."""
@@ -917,9 +920,7 @@ class Loop:
 
     def _schedule(self, peer: Peer) -> None:
         """Wake the session at its next deadline (one timer per connection)."""
-        peer._timer = self._rearm(
-            peer._timer, peer.session.next_deadline(), lambda: self._tick(peer)
-        )
+        peer._timer = self._rearm(peer._timer, peer.session.next_deadline(), self._tick, peer)
 
     def _tick(self, peer: Peer) -> None:
         if peer._finished:

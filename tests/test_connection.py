@@ -386,6 +386,28 @@ class TestFragmentation:
         assert len(events) == 1
         assert "continuation" in str(close.error)
 
+    @pytest.mark.parametrize(("started", "opcode"), [(True, TEXT), (True, BINARY), (False, CONT)])
+    @pytest.mark.parametrize("size", [100, 1_000, 70_000])  # the 7-, 16- and 64-bit lengths
+    def test_a_frame_out_of_order_fails_once_its_length_has_come(
+        self, open_conn: Callable[..., Connection], started: bool, opcode: int, size: int
+    ) -> None:
+        """Not after its payload: a peer cannot make us buffer up to max_frame_size of a
+        frame that is refused anyway. The failure is the one the whole frame gets."""
+        start = to(open_conn(), TEXT, b"a", fin=False) if started else b""
+        whole = open_conn()
+        closes = [
+            assert_failed(whole, whole.receive_data(start + to(whole, opcode, bytes(size))), 1002)
+        ]
+        length_end = 2 if size < 126 else 4 if size < 0x10000 else 10
+        conn = open_conn()
+        data = start + to(conn, opcode, bytes(size))
+        assert conn.receive_data(data[: len(start) + length_end - 1]) == []
+        closes.append(
+            assert_failed(conn, conn.receive_data(data[len(start) + length_end - 1 :][:1]), 1002)
+        )
+        assert closes[0] == closes[1]
+        assert str(closes[0].error) == str(closes[1].error)
+
     def test_fragmented_send_wire_format(self, open_conn: Callable[..., Connection]) -> None:
         conn = open_conn()
         conn.send_text("Hel", final=False)

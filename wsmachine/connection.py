@@ -153,6 +153,18 @@ def _release(view: memoryview) -> None:
         pass
 
 
+def _out_of_order(opcode: int) -> RemoteProtocolError:
+    """A data frame that breaks the order of fragments (RFC 6455 §5.4)."""
+    if opcode == _CONT:
+        return RemoteProtocolError(
+            "a continuation frame arrived with no message to continue (RFC 6455 §5.4)"
+        )
+    return RemoteProtocolError(
+        "a new data frame arrived before the fragmented message ended: expected a "
+        "continuation frame (RFC 6455 §5.4)"
+    )
+
+
 class Connection(abc.ABC):
     """What the two roles share: the frame and message layers, sending and closing.
 
@@ -615,10 +627,7 @@ class Connection(abc.ABC):
             for opcode, fin, rsv, payload in frames:
                 if opcode == _TEXT or opcode == _BINARY:
                     if self._msg_opcode:
-                        raise RemoteProtocolError(
-                            "a new data frame arrived before the fragmented message ended: "
-                            "expected a continuation frame (RFC 6455 §5.4)"
-                        )
+                        raise _out_of_order(opcode)
                     if self._codecs:
                         payload = self._decode(opcode, fin, rsv, payload, self._max_message_size)
                         if len(payload) > self._max_message_size:
@@ -646,10 +655,7 @@ class Connection(abc.ABC):
                     self._message_part(payload, fin, events)
                 elif opcode == _CONT:
                     if not self._msg_opcode:
-                        raise RemoteProtocolError(
-                            "a continuation frame arrived with no message to continue "
-                            "(RFC 6455 §5.4)"
-                        )
+                        raise _out_of_order(opcode)
                     if self._codecs:
                         budget = self._max_message_size - self._msg_size
                         payload = self._decode(opcode, fin, rsv, payload, budget)
@@ -705,6 +711,14 @@ class Connection(abc.ABC):
                 # RSV1 on a continuation is a 1002 once the frame is whole: not text to check.
                 validator = self._utf8.copy() if self._utf8 else IncrementalValidator()
             else:
+                # A data frame out of §5.4's order fails as soon as the reader has checked its
+                # header, as it would whole: not after up to max_frame_size bytes of payload.
+                if (
+                    opcode < 8
+                    and (opcode == _CONT) != bool(self._msg_opcode)
+                    and reader.head_checked()
+                ):
+                    raise _out_of_order(opcode)
                 return
             self._peek_utf8 = validator
         # Bytes unmasked in place, read where they lie: nothing is unmasked or copied twice.

@@ -336,6 +336,15 @@ class FrameReader:
         b0 = self._buf[0]
         return b0 & 0x0F, b0 & 0x70
 
+    def head_checked(self) -> bool:
+        """Whether the incomplete head frame's header has come as far as its length, so that
+        :meth:`feed` checked it against every §5.2 rule (the masking key may still be out)."""
+        n = self._end
+        if n < 2:
+            return False
+        length = self._buf[1] & 0x7F
+        return n >= (2 if length < 126 else 4 if length == 126 else 10)
+
     def _head_size(self) -> int | None:
         """The whole head frame's size on the wire, once its header has arrived."""
         buf, n = self._buf, self._end

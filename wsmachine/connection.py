@@ -264,7 +264,7 @@ class Connection(abc.ABC):
         self._closed_first: Literal["local", "remote"] | None = None
         self._subprotocol: str | None = None
         self._agreed_extensions: tuple[ExtensionOffer, ...] = ()
-        self._peek_utf8: IncrementalValidator | None = None  # see _check_partial_text
+        self._peek_utf8: IncrementalValidator | None = None  # see _check_partial_frame
         self._peek_offset = 0
         self._peek_text: list[str] | None = None  # what the checks decoded of a text frame
         self._view: memoryview | None = None  # get_buffer()'s, until buffer_updated()
@@ -679,15 +679,16 @@ class Connection(abc.ABC):
             # A frame that ended here may have been peeked into: forget it even when nothing
             # follows, or the next frame's peek would resume from its validator and offset.
             if error is None and (frames or reader.buffered()):
-                self._check_partial_text(reader, restart=bool(frames))
+                self._check_partial_frame(reader, restart=bool(frames))
         except RemoteProtocolError as exc:
             error = exc
         if error is not None:
             self._fail(error, events)
         return events
 
-    def _check_partial_text(self, reader: FrameReader, restart: bool) -> None:
-        """Validate the UTF-8 of a text frame that has only partly arrived.
+    def _check_partial_frame(self, reader: FrameReader, restart: bool) -> None:
+        """Check what can be checked of a frame that has only partly arrived: its UTF-8 when
+        it is text, and §5.4's order of fragments once the reader has checked its header.
 
         A frame's bytes may trickle in over many reads; checking them as they come fails an
         invalid message at once instead of when the frame ends (RFC 6455 §8.1 fails fast).
@@ -738,7 +739,7 @@ class Connection(abc.ABC):
                 pieces.append(text)
 
     def _peeked_text(self, payload: bytes) -> str:
-        """The text of a whole text frame whose start :meth:`_check_partial_text` decoded."""
+        """The text of a whole text frame whose start :meth:`_check_partial_frame` decoded."""
         validator = self._peek_utf8
         assert validator is not None
         with memoryview(payload) as view:
@@ -784,7 +785,7 @@ class Connection(abc.ABC):
         opcode = self._msg_opcode
         text = ""
         if opcode == _TEXT:
-            # UTF-8 before size: _check_partial_text fails a frame that arrives in pieces with
+            # UTF-8 before size: _check_partial_frame fails a frame that arrives in pieces with
             # 1007 before its end shows the size, so the same frame arriving whole must too.
             validator = self._utf8
             if validator is None:

@@ -154,3 +154,32 @@ def test_a_partial_extended_length_waits_in_both_twins(head: bytes) -> None:
             assert c == ([], 0, None)  # waits for the rest of the header
         else:
             assert c[2] is not None  # refused: the length breaks a rule of §5.2
+
+
+@pytest.mark.parametrize("pattern", ["one-byte", "mixed"])
+def test_a_large_frame_trickled_in_keeps_few_pieces_and_counts_them(pattern: str) -> None:
+    """A large binary frame fed by small reads: the reader copies a read under
+    _PIECE_MIN_READ into its buffer rather than keeping one object per read, and what it
+    reports as buffered is every byte fed so far (kept as a count, not summed per read: summing
+    made 65,550 one-byte reads of a 64 KiB frame take 83 s, 131,086 take 326 s)."""
+    payload = os.urandom(3 * frames._PIECES_MIN)
+    wire = masked(payload)
+    if pattern == "one-byte":
+        sizes = [1] * 20_000
+    else:  # large and small reads in turn, so the kept pieces are joined and started again
+        sizes = [frames._PIECE_MIN_READ, 1, 5_000, 3, frames._PIECE_MIN_READ - 1, 40_000, 7]
+    reader = frames.FrameReader(expect_masked=True, max_frame_size=len(payload))
+    pos = 0
+    most = 0
+    for size in sizes * 8:
+        chunk = wire[pos : pos + size]
+        if pos + size >= len(wire):
+            break
+        assert reader.feed(chunk) == ([], None)
+        pos += size
+        assert reader.buffered() == pos
+        most = max(most, len(reader._pieces or ()))
+    assert most <= pos // frames._PIECE_MIN_READ
+    assert (most > 0) == (pattern == "mixed")  # large reads were kept as they came
+    assert reader.feed(wire[pos:]) == ([(Opcode.BINARY, True, 0, payload)], None)
+    assert reader.buffered() == 0

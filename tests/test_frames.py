@@ -396,6 +396,27 @@ class TestIncrementalParsing:
         assert reader.feed(wire[-1:]) == ([(0x1, True, 0, b"Hello")], None)
         assert reader.buffered() == 0
 
+    @pytest.mark.parametrize(("size", "length_end"), [(125, 2), (126, 4), (65536, 10)])
+    def test_head_checked_turns_true_where_feed_checks_the_header(
+        self, size: int, length_end: int
+    ) -> None:
+        # The connection checks §5.4's order on a partial frame once head_checked() says
+        # feed() has checked its header: that must be the byte where a bad header fails.
+        good = build_frame(Opcode.BINARY, pattern(size), mask_key=KEY)
+        reader = server_reader()
+        for i in range(len(good) - 1):
+            assert reader.feed(good[i : i + 1]) == ([], None)
+            assert reader.head_checked() == (i + 1 >= length_end)
+        assert reader.feed(good[-1:])[0] == [(0x2, True, 0, pattern(size))]
+        assert not reader.head_checked()  # nothing pending
+        bad = build_frame(Opcode.BINARY, pattern(size), rsv=0x20, mask_key=KEY)
+        reader = server_reader()
+        for i in range(length_end - 1):
+            assert reader.feed(bad[i : i + 1]) == ([], None)
+        frames, error = reader.feed(bad[length_end - 1 : length_end])
+        assert frames == []
+        assert_error(error, 1002)
+
     def test_empty_feed_is_harmless(self) -> None:
         reader = client_reader()
         assert reader.feed(b"") == ([], None)

@@ -262,6 +262,9 @@ _GROW_FACTOR = 16
 _MIN_SPARE = 4096
 #: A binary frame with at least this much still to come keeps feed()'s reads as they are.
 _PIECES_MIN = 64 * 1024
+#: ... each read of at least this size: a smaller one is copied into the buffer (with those
+#: kept so far), so a peer trickling bytes cannot make a list of one object per byte.
+_PIECE_MIN_READ = 1024
 #: Read-sized buffers free for any reader with nothing pending (list.pop and list.append
 #: are atomic, so threads share it safely). Readers hold a buffer only while a frame is
 #: unfinished: an idle connection holds none, and a connection whose reads end on a frame's
@@ -304,6 +307,7 @@ class FrameReader:
     __slots__ = (
         "_buf",
         "_end",
+        "_piece_bytes",
         "_pieces",
         "_unmasked",
         "expect_masked",
@@ -316,14 +320,14 @@ class FrameReader:
         self._end = 0  # bytes of _buf that hold data
         self._unmasked = 0  # the head frame's payload is unmasked in place below this offset
         self._pieces: list[bytes | memoryview] | None = None  # see _start_pieces
+        self._piece_bytes = 0  # their total size, kept: not summed again at every read
         self.expect_masked = expect_masked
         self.max_frame_size = max_frame_size
         self.rsv_allowed = rsv_allowed
 
     def buffered(self) -> int:
         """How many received bytes wait for the rest of their frame."""
-        pieces = self._pieces
-        return self._end + (sum(map(len, pieces)) if pieces else 0)
+        return self._end + (self._piece_bytes if self._pieces else 0)
 
     def capacity(self) -> int:
         """The size of the receive buffer held (0 when nothing is pending)."""
@@ -449,18 +453,24 @@ class FrameReader:
         start = (2 if length < 126 else 4 if length == 126 else 10) + (4 if b1 & 0x80 else 0)
         if self._end >= start:  # the masking key is in
             self._pieces = []
+            self._piece_bytes = 0
 
     def _add_piece(
         self, pieces: list[bytes | memoryview], data: bytes | bytearray | memoryview
     ) -> tuple[list[Frame], RemoteProtocolError | None]:
         """:meth:`feed` while a large binary frame's reads are kept (:meth:`_start_pieces`)."""
+        n = len(data)
+        if n < _PIECE_MIN_READ:
+            self._join_pieces()
+            return self.feed(data)
         if type(data) is not bytes:
             data = bytes(data)  # the caller may reuse its buffer
         size = self._head_size()
         assert size is not None
-        have = self._end + sum(map(len, pieces))
-        if have + len(data) < size:
+        have = self._end + self._piece_bytes
+        if have + n < size:
             pieces.append(data)
+            self._piece_bytes += n
             return [], None
         # The frame is whole: its payload from where its bytes lie, unmasked in one pass.
         buf = self._buf
